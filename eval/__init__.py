@@ -1,0 +1,1 @@
+"""Evaluation: rerank candidates, write TREC runs, compute ir_measures metrics."""

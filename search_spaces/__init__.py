@@ -1,0 +1,1 @@
+"""Search spaces: the thesis grid as data (and the Optuna spaces around it)."""

@@ -1,0 +1,1 @@
+"""Study service: CLI, spec, orchestration and results of the cross-encoder optimizer study."""

@@ -1,0 +1,122 @@
+"""Turn a named grid (or a YAML file) plus command-line choices into a validated StudySpec."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from pathlib import Path
+
+from search_spaces import thesis
+from study.names import check_name
+from study.scales import DEV_TABLE_METRICS, DL_TABLE_METRICS, SCALES, ScaleProfile
+from study.spec import OPTIMIZERS, StudySpec
+
+GRIDS: tuple[str, ...] = ("thesis",)
+MODELS: tuple[str, ...] = tuple(thesis.MODELS)
+
+
+def thesis_trials(scale: ScaleProfile) -> list[dict]:
+    """The six thesis trials, resolved for one scale, as plain dicts (validated by StudySpec)."""
+    trials = []
+    for key, model in thesis.MODELS.items():
+        source = scale.models.get(key)
+        for optimizer in OPTIMIZERS:
+            trials.append(
+                {
+                    "scale": scale.name,
+                    "model": {
+                        "name": key,
+                        "checkpoint": source.checkpoint if source else model.hf_id,
+                        "max_length": (source.max_length if source else None) or model.max_length,
+                        "trust_remote_code": model.trust_remote_code and source is None,
+                        "stand_in_for": model.hf_id if source else None,
+                    },
+                    "optimizer": thesis.optimizer_settings(key, optimizer),
+                    "schedule": {
+                        "name": model.schedule,
+                        "warmup_steps": scale.warmup_steps if scale.warmup_steps is not None else thesis.WARMUP_STEPS,
+                    },
+                    "training": {**thesis.TRAINING, "log_every": scale.log_every, "data": scale.train_data},
+                    "evaluation": [
+                        _eval_set(scale.test_set, DL_TABLE_METRICS, scale.eval_batch_size, scale.test_depth),
+                        _eval_set(scale.dev_set, DEV_TABLE_METRICS, scale.eval_batch_size, scale.dev_depth),
+                    ],
+                    "resources": scale.resources,
+                }
+            )
+    return trials
+
+
+def _eval_set(name: str, table_metrics: tuple[str, ...], batch_size: int, depth: int | None) -> dict:
+    return {"name": name, "table_metrics": table_metrics, "batch_size": batch_size, "depth": depth}
+
+
+def build_study(
+    grid: str,
+    *,
+    scale: str = "full",
+    name: str | None = None,
+    storage: str = "studies",
+    max_concurrent: int | None = None,
+) -> StudySpec:
+    check_name(grid, GRIDS, what="grid")
+    check_name(scale, SCALES, what="scale")
+    return StudySpec(
+        name=name or default_study_name(grid, scale),
+        grid=grid,
+        scale=scale,
+        trials=thesis_trials(SCALES[scale]),
+        storage=storage,
+        max_concurrent=max_concurrent,
+    )
+
+
+def load_study_file(path: str | Path) -> StudySpec:
+    """A StudySpec from YAML (the format `--print-spec` prints), validated like the built-in grids."""
+    import yaml
+
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueError(f"config file {path} does not exist") from None
+    except yaml.YAMLError as err:
+        raise ValueError(f"config file {path} is not valid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise TypeError(f"config file {path} must hold a mapping (a study), but holds {type(raw).__name__}")
+    return StudySpec.model_validate(raw)
+
+
+def restrict(
+    spec: StudySpec,
+    *,
+    models: Sequence[str] | None = None,
+    optimizers: Sequence[str] | None = None,
+    epochs: int | None = None,
+    name: str | None = None,
+    storage: str | None = None,
+    max_concurrent: int | None = None,
+) -> StudySpec:
+    """The study with only the chosen models and optimizers, and the command line's overrides."""
+    known_models = sorted({t.model.name for t in spec.trials})
+    for model in models or ():
+        check_name(model, known_models, what="model")
+    for optimizer in optimizers or ():
+        check_name(optimizer, OPTIMIZERS, what="optimizer")
+    trials = [
+        t.model_dump()
+        for t in spec.trials
+        if (not models or t.model.name in models) and (not optimizers or t.optimizer.name in optimizers)
+    ]
+    if not trials:
+        raise ValueError(f"no trial matches models={list(models or [])} and optimizers={list(optimizers or [])}")
+    if epochs is not None:
+        for trial in trials:
+            trial["training"]["epochs"] = epochs
+    updates = {"trials": trials, "name": name, "storage": storage, "max_concurrent": max_concurrent}
+    data = spec.model_dump() | {k: v for k, v in updates.items() if v is not None}
+    return StudySpec.model_validate(data)  # re-validated: overrides obey the same rules
+
+
+def default_study_name(grid: str, scale: str) -> str:
+    return f"{grid}-{scale}-{dt.datetime.now():%Y%m%d-%H%M%S}"

@@ -1,0 +1,16 @@
+"""One error style for unknown names: what was asked, the closest known name, and every known one."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+def check_name(name: str, known: Iterable[str], *, what: str) -> None:
+    """Raise ValueError when `name` is not in `known`, suggesting the closest known name."""
+    known = list(known)
+    if name in known:
+        return
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    raise ValueError(f"unknown {what} {name!r}.{hint} Known: {', '.join(known)}")

@@ -1,0 +1,182 @@
+"""Read a study directory back into results: one table row per trial x evaluated epoch.
+
+Everything is read from the files Tune writes in each trial directory (params.json, result.json,
+error.txt), so the same code summarises a finished study, a running one, or one whose driver died.
+Outputs (results.csv, results.json, summary.md) are written atomically.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from eval.measures import DISPLAY_NAMES
+
+# The thesis's Table 5.1 column order; other table metrics follow in declaration order.
+_THESIS_ORDER = ("nDCG@10", "AP", "RR@10", "R@10", "R-Prec", "P@10")
+
+
+@dataclass
+class TrialResult:
+    name: str
+    model: str
+    optimizer: str
+    checkpoint: str
+    stand_in_for: str
+    epochs_planned: int
+    status: str  # "finished" | "failed" | "incomplete"
+    error: str
+    trial_dir: str
+    rows: list[dict] = field(default_factory=list)  # reported metrics, one dict per epoch
+
+
+@dataclass(frozen=True)
+class Column:
+    eval_set: str
+    metric: str
+    header: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.eval_set}/{self.metric}"
+
+
+def load_trials(study_dir: Path) -> list[TrialResult]:
+    trials = []
+    for params_path in sorted(Path(study_dir).glob("*/params.json")):
+        trial_dir = params_path.parent
+        spec = json.loads(params_path.read_text())["trial"]
+        by_epoch: dict[int, dict] = {}
+        result_path = trial_dir / "result.json"
+        if result_path.exists():
+            for line in result_path.read_text().splitlines():
+                if line.strip():
+                    row = json.loads(line)
+                    by_epoch[int(row["epoch"])] = row  # a retried epoch: keep the latest report
+        rows = [by_epoch[e] for e in sorted(by_epoch)]
+        planned = int(spec.get("training", {}).get("epochs", 3))
+        error = _error_message(trial_dir)
+        done = bool(rows) and rows[-1]["epoch"] >= planned
+        status = "finished" if done else ("failed" if error else "incomplete")
+        trials.append(
+            TrialResult(
+                name=f"{spec['model']['name']}-{spec['optimizer']['name']}",
+                model=spec["model"]["name"],
+                optimizer=spec["optimizer"]["name"],
+                checkpoint=spec["model"]["checkpoint"],
+                stand_in_for=spec["model"].get("stand_in_for") or "",
+                epochs_planned=planned,
+                status=status,
+                error=error if not done else "",
+                trial_dir=str(trial_dir),
+                rows=rows,
+            )
+        )
+    return sorted(trials, key=lambda t: (t.model, t.optimizer))
+
+
+def table_columns(evaluation: list[dict]) -> list[Column]:
+    """Summary-table columns from the evaluation sets' `table_metrics` (thesis order first)."""
+    wanted = [(e["name"], m) for e in evaluation for m in e.get("table_metrics", ())]
+    repeated = {m for _, m in wanted if sum(1 for _, other in wanted if other == m) > 1}
+    rank = {m: i for i, m in enumerate(_THESIS_ORDER)}
+    wanted.sort(key=lambda item: rank.get(item[1], len(rank)))
+    return [
+        Column(s, m, DISPLAY_NAMES.get(m, m) + (f" ({s})" if m in repeated else "")) for s, m in wanted
+    ]
+
+
+def summary_rows(trials: list[TrialResult], columns: list[Column]) -> list[dict]:
+    rows = []
+    for trial in trials:
+        label = trial.model + ("*" if trial.stand_in_for else "")
+        status = "ok" if trial.status == "finished" else f"{trial.status}: {trial.error}".rstrip(": ")
+        for row in trial.rows or [{}]:
+            rows.append(
+                {
+                    "Model": label,
+                    "Optimizer": trial.optimizer,
+                    "Epoch": row.get("epoch", "-"),
+                    **{c.header: row.get(c.key) for c in columns},
+                    "Status": status,
+                }
+            )
+    return rows
+
+
+def format_table(rows: list[dict], *, markdown: bool = False) -> str:
+    if not rows:
+        return "(no results)"
+    headers = list(rows[0])
+    cells = [[_cell(r[h]) for h in headers] for r in rows]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers)]
+    sep = " | " if markdown else "  "
+
+    def line(values: list[str]) -> str:
+        text = sep.join(v.ljust(w) for v, w in zip(values, widths))
+        return f"| {text} |" if markdown else text.rstrip()
+
+    out = [line(headers)]
+    out.append(line(["-" * w for w in widths]) if markdown else line(["-" * w for w in widths]))
+    out += [line(c) for c in cells]
+    return "\n".join(out)
+
+
+def stand_in_notes(trials: list[TrialResult]) -> list[str]:
+    seen = {(t.model, t.checkpoint, t.stand_in_for) for t in trials if t.stand_in_for}
+    return [f"* {m} is a stand-in: {ckpt} in place of {real}" for m, ckpt, real in sorted(seen)]
+
+
+def write_results(study_dir: Path, trials: list[TrialResult], columns: list[Column]) -> dict[str, Path]:
+    """results.csv (every metric, every row), results.json (trials with status), summary.md."""
+    study_dir = Path(study_dir)
+    all_rows = [{"trial": t.name, "status": t.status, **row} for t in trials for row in t.rows]
+    keys: list[str] = []
+    for row in all_rows:
+        keys += [k for k in row if k not in keys and not isinstance(row[k], (dict, list))]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=keys, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(all_rows)
+    summary = summary_rows(trials, columns)
+    notes = stand_in_notes(trials)
+    markdown = format_table(summary, markdown=True) + ("\n\n" + "\n".join(notes) if notes else "") + "\n"
+    paths = {
+        "csv": _write(study_dir / "results.csv", buffer.getvalue()),
+        "json": _write(study_dir / "results.json", json.dumps([asdict(t) for t in trials], indent=1)),
+        "summary": _write(study_dir / "summary.md", markdown),
+    }
+    return paths
+
+
+def _error_message(trial_dir: Path) -> str:
+    path = trial_dir / "error.txt"
+    if not path.exists():
+        return ""
+    lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    if not lines:
+        return "failed"
+    # Tune's error.txt ends with the exception line, "package.module.ErrorType: message": keep
+    # "ErrorType: message".
+    kind, sep, message = lines[-1].partition(": ")
+    return f"{kind.rsplit('.', 1)[-1]}{sep}{message}"
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
+def _write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return path

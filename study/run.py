@@ -1,0 +1,160 @@
+"""Command line: `python -m study.run --grid thesis [--scale smoke|demo|full] ...`.
+
+Only argparse is imported at start-up, so `--help` is instant; the spec is validated (and models
+and data checked) before Ray or torch are imported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+EXIT_BAD_INPUT = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m study.run",
+        description="Fine-tune cross-encoder rerankers with Lion or AdamW on Ray Tune and evaluate "
+        "them with IR metrics after every epoch.",
+        epilog="Example: python -m study.run --grid thesis --scale demo",
+    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--grid", help="a built-in grid: thesis (the thesis's 3 models x {AdamW, Lion})")
+    source.add_argument("--config", metavar="STUDY.yaml", help="a study spec in YAML (see --print-spec)")
+    parser.add_argument(
+        "--scale",
+        default="full",
+        help="smoke (tiny stand-ins, minutes on a CPU) | demo (real MiniLM weights, offline) | "
+        "full (the thesis's models and data; default)",
+    )
+    parser.add_argument("--models", nargs="+", metavar="M", help="only these models (minilm gte modernbert)")
+    parser.add_argument("--optimizers", nargs="+", metavar="O", help="only these optimizers (adamw lion)")
+    parser.add_argument("--epochs", type=int, help="override the number of training epochs")
+    parser.add_argument("--storage", help="directory holding study results (default: ./studies)")
+    parser.add_argument("--name", help="study name (default: <grid>-<scale>-<timestamp>)")
+    parser.add_argument("--max-concurrent", type=int, help="trials running at once (default: as resources allow)")
+    parser.add_argument("--address", help="join an existing Ray cluster (auto | HOST:PORT | ray://HOST:10001)")
+    parser.add_argument("--print-spec", action="store_true", help="print the resolved study as YAML and exit")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        spec = resolve_spec(args)
+    except Exception as err:  # noqa: BLE001 -- every bad input becomes one paragraph and exit 2
+        return _bad_input(err)
+
+    if args.print_spec:
+        import yaml
+
+        print(yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False), end="")
+        return 0
+
+    try:
+        preflight(spec)
+    except (RuntimeError, ValueError) as err:
+        return _bad_input(err)
+
+    print(describe(spec), flush=True)
+    from study.orchestrate import run_study
+
+    outcome = run_study(spec, address=args.address)
+    print(report(outcome))
+    failed = [t for t in outcome.trials if t.status != "finished"]
+    return 1 if failed else 0
+
+
+def resolve_spec(args: argparse.Namespace):
+    from study import grids
+
+    models = _split(args.models)
+    optimizers = _split(args.optimizers)
+    if args.epochs is not None and args.epochs < 1:
+        raise ValueError(f"--epochs must be at least 1, but got {args.epochs}")
+    if args.max_concurrent is not None and args.max_concurrent < 1:
+        raise ValueError(f"--max-concurrent must be at least 1, but got {args.max_concurrent}")
+    if args.config:
+        spec = grids.load_study_file(args.config)
+    else:
+        spec = grids.build_study(args.grid, scale=args.scale)
+    return grids.restrict(
+        spec,
+        models=models,
+        optimizers=optimizers,
+        epochs=args.epochs,
+        name=args.name,
+        storage=args.storage,
+        max_concurrent=args.max_concurrent,
+    )
+
+
+def preflight(spec) -> None:
+    """Everything that can fail before Ray starts: models loadable here, data available."""
+    from study.data import registry
+    from trainables.models import check_loadable_offline
+
+    names = [e.name for e in spec.trials[0].evaluation]
+    names += sorted({t.training.data.source for t in spec.trials} - {"builtin"})
+    registry.check_available(names)
+    for trial in spec.trials:
+        check_loadable_offline(trial.model)
+
+
+def describe(spec) -> str:
+    from study.scales import SCALES
+
+    scale = SCALES.get(spec.scale)
+    lines = [f"Study {spec.name}: {len(spec.trials)} trials, scale {spec.scale}"]
+    if scale:
+        lines.append(f"  {scale.summary}; needs {scale.needs}")
+    for trial in spec.trials:
+        stand_in = f"  [STAND-IN for {trial.model.stand_in_for}]" if trial.model.stand_in_for else ""
+        lines.append(
+            f"  {trial.name:<18} {trial.model.checkpoint}  lr={trial.optimizer.lr:g} "
+            f"schedule={trial.schedule.name}/{trial.schedule.warmup_steps}{stand_in}"
+        )
+    return "\n".join(lines)
+
+
+def report(outcome) -> str:
+    from study import results
+
+    table = results.format_table(results.summary_rows(outcome.trials, outcome.columns))
+    lines = ["", "Results (per model x optimizer x epoch; epoch 0 = before training):", table]
+    lines += results.stand_in_notes(outcome.trials)
+    lines += ["", f"Study directory: {outcome.study_dir}"]
+    lines += [f"  {kind}: {path}" for kind, path in outcome.paths.items()]
+    lines.append(f"  run files: {outcome.study_dir}/<trial>/runs/<set>.epoch<N>.trec")
+    return "\n".join(lines)
+
+
+def _split(values: Sequence[str] | None) -> list[str] | None:
+    if not values:
+        return None
+    return [v for value in values for v in value.split(",") if v]
+
+
+def _bad_input(err: Exception) -> int:
+    print(f"error: {format_error(err)}", file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
+def format_error(err: Exception) -> str:
+    """One readable paragraph, also for pydantic's multi-line validation errors."""
+    from pydantic import ValidationError
+
+    if isinstance(err, ValidationError):
+        problems = []
+        for item in err.errors():
+            where = ".".join(str(p) for p in item["loc"])
+            message = item["msg"].removeprefix("Value error, ")
+            problems.append(f"{where}: {message} (got {item.get('input')!r})")
+        return f"invalid study spec: {'; '.join(problems)}."
+    return str(err)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

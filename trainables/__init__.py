@@ -1,0 +1,1 @@
+"""Ray Tune trainables and the parts they wire together (model, optimizer, schedule, loss, loop)."""

