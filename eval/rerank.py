@@ -44,11 +44,7 @@ def tokenize_candidates(
     depth: int | None = None,
 ) -> CandidatePairs:
     """Pairs of every query with its first `depth` candidates (all of them when depth is None)."""
-    qids, docids = [], []
-    for qid in sorted(eval_set.candidates):
-        for docid in eval_set.candidates[qid][:depth]:
-            qids.append(qid)
-            docids.append(docid)
+    qids, docids = candidate_order(eval_set, depth)
     tokens = tokenize_pairs(
         tokenizer,
         [eval_set.queries[q] for q in qids],
@@ -56,6 +52,20 @@ def tokenize_candidates(
         max_length=max_length,
         with_token_type_ids=with_token_type_ids,
     )
+    return with_tokens(eval_set, qids, docids, tokens)
+
+
+def candidate_order(eval_set: EvalSet, depth: int | None) -> tuple[list[str], list[str]]:
+    """The fixed (qid, docid) order in which pairs are tokenized, scored and cached."""
+    qids, docids = [], []
+    for qid in sorted(eval_set.candidates):
+        for docid in eval_set.candidates[qid][:depth]:
+            qids.append(qid)
+            docids.append(docid)
+    return qids, docids
+
+
+def with_tokens(eval_set: EvalSet, qids: list[str], docids: list[str], tokens: TokenizedPairs) -> CandidatePairs:
     threshold = eval_set.binary_rel_threshold
     labels = np.array(
         [float(eval_set.qrels.get(q, {}).get(d, 0) >= threshold) for q, d in zip(qids, docids)],

@@ -84,7 +84,8 @@ def load_study_file(path: str | Path) -> StudySpec:
         raise ValueError(f"config file {path} is not valid YAML: {err}") from None
     if not isinstance(raw, dict):
         raise TypeError(f"config file {path} must hold a mapping (a study), but holds {type(raw).__name__}")
-    return StudySpec.model_validate(raw)
+    # Top-level `x-...` keys only hold YAML anchors for reuse (as in docker-compose files).
+    return StudySpec.model_validate({k: v for k, v in raw.items() if not str(k).startswith("x-")})
 
 
 def restrict(

@@ -50,6 +50,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.print_spec:
         import yaml
 
+        from study.data.registry import protocol
+
+        for evaluation in spec.trials[0].evaluation:
+            print(f"# evaluation {evaluation.name}: {protocol(evaluation)}")
         print(yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False), end="")
         return 0
 
@@ -96,9 +100,8 @@ def preflight(spec) -> None:
     from study.data import registry
     from trainables.models import check_loadable_offline
 
-    names = [e.name for e in spec.trials[0].evaluation]
-    names += sorted({t.training.data.source for t in spec.trials} - {"builtin"})
-    registry.check_available(names)
+    for trial in spec.trials:
+        registry.check_available(list(trial.evaluation), trial.training.data)
     for trial in spec.trials:
         check_loadable_offline(trial.model)
 
@@ -110,6 +113,10 @@ def describe(spec) -> str:
     lines = [f"Study {spec.name}: {len(spec.trials)} trials, scale {spec.scale}"]
     if scale:
         lines.append(f"  {scale.summary}; needs {scale.needs}")
+    from study.data.registry import protocol
+
+    for evaluation in spec.trials[0].evaluation:
+        lines.append(f"  evaluation {evaluation.name}: {protocol(evaluation)}")
     for trial in spec.trials:
         stand_in = f"  [STAND-IN for {trial.model.stand_in_for}]" if trial.model.stand_in_for else ""
         lines.append(

@@ -7,6 +7,7 @@ checkpoint and result. Unknown keys are errors (`extra="forbid"`), so a typo nev
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -17,6 +18,12 @@ SCALES: tuple[str, ...] = ("smoke", "demo", "full")
 
 class _Spec(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def _absolute(path: str | None) -> str | None:
+    """Relative paths are taken from the directory the command runs in, and fixed there: trials
+    run in their own working directories (and possibly on other machines)."""
+    return None if path is None else str(Path(path).expanduser().absolute())
 
 
 class ModelSpec(_Spec):
@@ -73,12 +80,72 @@ class ScheduleSpec(_Spec):
     warmup_steps: int = Field(0, ge=0)
 
 
-class TrainDataSpec(_Spec):
-    """Where training pairs come from. `builtin` is the project's generated collection."""
+class BM25Spec(_Spec):
+    """First-stage retrieval for a collection without candidates (Anserini's MS MARCO defaults)."""
 
-    source: Literal["builtin", "msmarco-passage-train"] = "builtin"
-    size: str = Field("smoke", description="builtin collection size (smoke | demo)")
+    engine: Literal["bm25s", "pyserini"] = "bm25s"
+    k1: float = Field(0.82, gt=0)
+    b: float = Field(0.68, ge=0, le=1)
+    depth: int = Field(100, ge=1, description="candidates retrieved per query")
+
+
+class CollectionSpec(_Spec):
+    """A collection in standard files (see study/data/formats.py for the formats).
+
+    Candidates come from `candidates` (a TREC run or MS MARCO top1000 TSV) or, without it, from BM25
+    over `corpus`. `split` keeps a deterministic part of the queries (by a hash of the query id), so
+    one collection can train on some queries and evaluate on the others.
+    """
+
+    queries: str | None = None
+    qrels: str
+    corpus: str | None = None
+    candidates: str | None = None
+    binary_rel_threshold: int = Field(1, ge=1, description="min grade binary measures count as relevant")
+    first_stage: BM25Spec = BM25Spec()
+    split: Literal["all", "train", "test"] = "all"
+    test_fraction: float = Field(0.5, gt=0, lt=1)
+
+    _paths = field_validator("queries", "qrels", "corpus", "candidates")(_absolute)
+
+    @model_validator(mode="after")
+    def _has_texts(self) -> CollectionSpec:
+        if self.candidates is None and self.corpus is None:
+            raise ValueError("a collection needs a corpus (for BM25 candidates) or a candidates file")
+        return self
+
+
+class TrainDataSpec(_Spec):
+    """Where training pairs come from.
+
+    builtin: the project's generated collection. msmarco-passage-train: MS MARCO triples
+    (`file` = the official triples.train.small.tsv, else ir_datasets downloads them). triples: any
+    query/positive/negative TSV. collection: judged positives and BM25 hard negatives of a
+    collection's training queries.
+    """
+
+    source: Literal["builtin", "msmarco-passage-train", "triples", "collection"] = "builtin"
+    size: str | None = Field(None, description="builtin collection size (smoke | demo; default smoke)")
+    file: str | None = None
+    collection: CollectionSpec | None = None
     max_pairs: int | None = Field(None, ge=1, description="cap on training pairs, taken deterministically")
+
+    _paths = field_validator("file")(_absolute)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _builtin_size_default(cls, data):
+        if isinstance(data, dict) and data.get("source", "builtin") == "builtin" and data.get("size") is None:
+            data = {**data, "size": "smoke"}
+        return data
+
+    @model_validator(mode="after")
+    def _source_has_its_inputs(self) -> TrainDataSpec:
+        if self.source == "triples" and self.file is None:
+            raise ValueError("training source 'triples' needs `file` (a query<TAB>positive<TAB>negative TSV)")
+        if self.source == "collection" and self.collection is None:
+            raise ValueError("training source 'collection' needs `collection` (queries, qrels, corpus)")
+        return self
 
 
 class TrainingSpec(_Spec):
@@ -104,6 +171,12 @@ class EvalSetSpec(_Spec):
     batch_size: int = Field(64, ge=1)
     depth: int | None = Field(
         None, ge=1, description="rerank only each query's first `depth` candidates (None: all of them)"
+    )
+    max_queries: int | None = Field(
+        None, ge=1, description="evaluate a fixed subset of this many queries (chosen by a hash of their ids)"
+    )
+    files: CollectionSpec | None = Field(
+        None, description="local files: the official files of a named set, or a collection of your own"
     )
 
     @field_validator("table_metrics")

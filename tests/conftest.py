@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 import pytest
 
 # Models come from the installed packages or are built from configs: never from a hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+# A fresh tokenization cache per test session (set before Ray starts, so trials inherit it).
+os.environ["STUDY_CACHE_DIR"] = tempfile.mkdtemp(prefix="study-cache-")
 
 
 @pytest.fixture(scope="session")

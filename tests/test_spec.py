@@ -127,7 +127,6 @@ def test_print_spec_round_trips_through_config(tmp_path, capsys):
         (["--grid", "thesis", "--optimizers", "lino"], "error: unknown optimizer 'lino'. Did you mean 'lion'?"),
         (["--grid", "thesis", "--epochs", "0"], "error: --epochs must be at least 1, but got 0"),
         (["--grid", "thesis", "--name", "a b"], "error: invalid study spec: name: String should match pattern"),
-        (["--grid", "thesis"], "error: the full-scale data is not available: trec-dl-2019"),
     ],
 )
 def test_cli_bad_input_is_one_paragraph_and_exit_2(argv, message, capsys):
@@ -177,3 +176,15 @@ def test_model_that_cannot_load_offline_fails_before_ray(capsys, tmp_path):
     err = capsys.readouterr().err
     assert err.startswith("error: model 'no-such-org/no-such-model' cannot be loaded here:")
     assert "--scale smoke" in err
+
+
+def test_full_scale_says_what_it_needs_before_ray(capsys):
+    import importlib.util
+
+    assert main(["--grid", "thesis"]) == 2
+    err = capsys.readouterr().err
+    if importlib.util.find_spec("ir_datasets") is None or importlib.util.find_spec("datasets") is None:
+        assert err.startswith("error: the full-scale data is downloaded with ")
+        assert 'pip install -e ".[data]"' in err
+    else:  # the data packages are here; offline, the models cannot be fetched
+        assert err.startswith("error: model 'microsoft/MiniLM-L12-H384-uncased' cannot be loaded here")

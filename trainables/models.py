@@ -96,15 +96,39 @@ def check_loadable_offline(spec: ModelSpec) -> None:
 
     source = resolve_checkpoint(spec.checkpoint)
     try:
-        AutoConfig.from_pretrained(source, trust_remote_code=spec.trust_remote_code)
-    except (OSError, ValueError) as err:
-        raise RuntimeError(
-            f"model {spec.checkpoint!r} cannot be loaded here: {str(err).splitlines()[0]} "
-            "It is neither a local directory nor in the Hugging Face cache, and the hub cannot be "
-            f"reached. Download it where there is internet (`hf download {spec.checkpoint}`) into a "
-            "cache this machine reads (HF_HOME), or use `--scale smoke` / `--scale demo`, which need "
-            "no downloads."
-        ) from None
+        AutoConfig.from_pretrained(source, trust_remote_code=spec.trust_remote_code, local_files_only=True)
+        return
+    except (OSError, ValueError):
+        pass  # not local: it must come from the hub
+    problem = "the Hugging Face hub cannot be reached"
+    if _hub_reachable():
+        try:
+            AutoConfig.from_pretrained(source, trust_remote_code=spec.trust_remote_code)
+            return
+        except (OSError, ValueError) as err:
+            problem = str(err).splitlines()[0]
+    raise RuntimeError(
+        f"model {spec.checkpoint!r} cannot be loaded here: it is neither a local directory nor in the "
+        f"Hugging Face cache, and {problem}. Download it where there is internet "
+        f"(`hf download {spec.checkpoint}`) into a cache this machine reads (HF_HOME), or use "
+        "`--scale smoke` / `--scale demo`, which need no downloads."
+    )
+
+
+def _hub_reachable(timeout_s: float = 3.0) -> bool:
+    """A quick TCP probe, so an offline machine fails in seconds instead of after the hub client's retries."""
+    import os
+    import socket
+    from urllib.parse import urlparse
+
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+        return False
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    try:
+        with socket.create_connection((endpoint.hostname, endpoint.port or 443), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
 
 
 def model_input_names(model: PreTrainedModel) -> tuple[str, ...]:

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 from eval.evaluator import evaluate_reranker
-from eval.rerank import tokenize_candidates
 from study.data import registry
+from study.data.cache import cached_candidates
 from study.data.tokenized import tokenize_pairs
 from study.spec import TrialSpec
 from trainables.checkpointing import TrainingProgress, load_checkpoint, save_checkpoint, seed_everything
@@ -43,8 +43,7 @@ def run_trial(spec: TrialSpec, *, trial_dir: Path, report: Report, restore_from:
     model.to(device)
     with_types = "token_type_ids" in model_input_names(model)
 
-    data = spec.training.data
-    train = registry.load_training_pairs(data.source, size=data.size, max_pairs=data.max_pairs, seed=spec.training.seed)
+    train = registry.load_training_pairs(spec.training.data, seed=spec.training.seed)
     train_tokens = tokenize_pairs(
         tokenizer,
         [p.query for p in train],
@@ -54,8 +53,8 @@ def run_trial(spec: TrialSpec, *, trial_dir: Path, report: Report, restore_from:
     )
     train_labels = np.array([p.label for p in train], dtype=np.float32)
     eval_pairs = [
-        tokenize_candidates(
-            registry.load_eval_set(e.name),
+        cached_candidates(
+            registry.load_eval_set(e),
             tokenizer,
             max_length=spec.model.max_length,
             with_token_type_ids=with_types,

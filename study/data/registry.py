@@ -1,27 +1,25 @@
-"""Named datasets: evaluation sets and training-pair sources, looked up by the names specs use.
+"""Resolve the data a spec names: evaluation sets and training pairs.
 
-Built-in names (`builtin-<size>-<split>`) are generated offline by study/data/builtin.py. The
-thesis's real data (MS MARCO training triples, TREC DL 2019, MS MARCO dev) is declared here by
-name so specs can say what they need; its loaders need downloads that this build does not yet do.
+Evaluation sets:
+- `builtin-<size>-<split>` (dl | dev | validation): generated offline by study/data/builtin.py;
+- the thesis's named sets (study/data/msmarco.py): from their official files when `files:` is given,
+  else downloaded through ir_datasets / Hugging Face;
+- any other name with `files:`: a collection of the user's own (study/data/local.py).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib.util
 
+from study.data import msmarco
+from study.data.local import collection_eval_set, collection_training_pairs, fixed_subset
 from study.data.types import EvalSet, TrainingPair
 from study.names import check_name
+from study.spec import EvalSetSpec, TrainDataSpec
 
 BUILTIN_SPLITS: dict[str, str] = {"dl": "builtin-dl", "dev": "builtin-dev", "validation": "builtin-validation"}
-
-# Real collections a full-scale study needs, with what obtaining them takes.
-EXTERNAL: dict[str, str] = {
-    "msmarco-passage-train": "MS MARCO passage training triples (ir_datasets msmarco-passage/train/triples-small)",
-    "trec-dl-2019": "TREC DL 2019 passage: 43 judged queries, NIST qrels, official BM25 top-1000",
-    "msmarco-v1.1-qna-dev": "MS MARCO v1.1 QnA validation split (Hugging Face microsoft/ms_marco, v1.1)",
-    "msmarco-dev-small-top1000": "MS MARCO passage dev/small, reranking the official BM25 top-1000",
-}
 
 
 def builtin_sizes() -> tuple[str, ...]:
@@ -30,46 +28,95 @@ def builtin_sizes() -> tuple[str, ...]:
     return tuple(SIZES)
 
 
-def eval_set_names() -> tuple[str, ...]:
-    builtin = [f"builtin-{size}-{split}" for size in builtin_sizes() for split in BUILTIN_SPLITS]
-    return (*builtin, *EXTERNAL)
+def builtin_names() -> tuple[str, ...]:
+    return tuple(f"builtin-{size}-{split}" for size in builtin_sizes() for split in BUILTIN_SPLITS)
 
 
-def check_eval_set_name(name: str) -> None:
-    """ValueError for an unknown evaluation set, with the closest known name."""
-    check_name(name, eval_set_names(), what="evaluation set")
+def named_sets() -> tuple[str, ...]:
+    return (*builtin_names(), *msmarco.NAMED_SETS)
 
 
-def load_eval_set(name: str) -> EvalSet:
-    check_eval_set_name(name)
-    if name in EXTERNAL:
-        raise _not_available(name)
-    size, split = name.removeprefix("builtin-").rsplit("-", 1)
-    eval_set = _builtin(size).eval_sets[BUILTIN_SPLITS[split]]
-    return dataclasses.replace(eval_set, name=name)
+def protocol(spec: EvalSetSpec) -> str:
+    """One line saying what an evaluation set measures."""
+    if spec.name in msmarco.NAMED_SETS:
+        text = msmarco.NAMED_SETS[spec.name][0]
+    elif spec.name.startswith("builtin-"):
+        text = "built-in generated collection (offline; not comparable to MS MARCO numbers)"
+    else:
+        text = f"local collection ({spec.files.qrels if spec.files else '?'})"
+    extras = [f"top {spec.depth} reranked" if spec.depth else "", f"{spec.max_queries} queries" if spec.max_queries else ""]
+    return text + "".join(f"; {e}" for e in extras if e)
 
 
-def load_training_pairs(source: str, *, size: str, max_pairs: int | None, seed: int) -> list[TrainingPair]:
-    """Training pairs from `source`, capped at `max_pairs` (a seeded, deterministic subset)."""
-    if source in EXTERNAL:
-        raise _not_available(source)
-    if source != "builtin":
-        check_name(source, ("builtin", *EXTERNAL), what="training source")
-    check_name(size, builtin_sizes(), what="builtin size")
-    pairs = _builtin(size).train_pairs
-    if max_pairs is not None and max_pairs < len(pairs):
-        import random
-
-        keep = sorted(random.Random(seed).sample(range(len(pairs)), max_pairs))
-        pairs = [pairs[i] for i in keep]
-    return list(pairs)
+def check_eval_set(spec: EvalSetSpec) -> None:
+    """ValueError for a name that is neither known nor backed by files."""
+    if spec.files is None:
+        check_name(spec.name, named_sets(), what="evaluation set (or give `files:` for your own collection)")
 
 
-def check_available(names: list[str]) -> None:
-    """RuntimeError naming every dataset in `names` that cannot be loaded on this build."""
-    missing = [n for n in names if n in EXTERNAL]
+def load_eval_set(spec: EvalSetSpec) -> EvalSet:
+    check_eval_set(spec)
+    if spec.name.startswith("builtin-") and spec.files is None:
+        size, split = spec.name.removeprefix("builtin-").rsplit("-", 1)
+        eval_set = dataclasses.replace(_builtin(size).eval_sets[BUILTIN_SPLITS[split]], name=spec.name)
+    elif spec.files is not None:
+        named = msmarco.NAMED_SETS.get(spec.name)
+        eval_set = collection_eval_set(spec.name, spec.files, description=named[0] if named else "")
+    else:
+        eval_set = msmarco.download_eval_set(spec.name)
+    return _subset(eval_set, spec.max_queries)
+
+
+def load_training_pairs(spec: TrainDataSpec, *, seed: int) -> list[TrainingPair]:
+    """Training pairs, capped at `max_pairs` by a seeded, deterministic sample."""
+    if spec.source == "builtin":
+        check_name(spec.size, builtin_sizes(), what="builtin size")
+        pairs = list(_builtin(spec.size).train_pairs)
+        if spec.max_pairs is not None and spec.max_pairs < len(pairs):
+            import random
+
+            keep = sorted(random.Random(seed).sample(range(len(pairs)), spec.max_pairs))
+            pairs = [pairs[i] for i in keep]
+        return pairs
+    if spec.source == "collection":
+        pairs = collection_training_pairs(spec.collection)
+        return pairs if spec.max_pairs is None else msmarco.reservoir_sample(pairs, spec.max_pairs, seed=seed)
+    if spec.file is not None:  # triples, or MS MARCO's official triples.train.small.tsv
+        from study.data.formats import iter_triples
+
+        return msmarco.sample_pairs(iter_triples(spec.file), max_pairs=spec.max_pairs, seed=seed)
+    return msmarco.download_training_pairs(max_pairs=spec.max_pairs, seed=seed)
+
+
+def check_available(evaluation: list[EvalSetSpec], training: TrainDataSpec) -> None:
+    """Before Ray starts: names known, and the packages that downloads need are installed."""
+    needs: set[str] = set()
+    for spec in evaluation:
+        check_eval_set(spec)
+        if spec.files is None and spec.name in msmarco.NAMED_SETS:
+            needs.add("datasets" if spec.name == "msmarco-v1.1-qna-dev" else "ir_datasets")
+    if training.source == msmarco.TRAIN_SOURCE and training.file is None:
+        needs.add("ir_datasets")
+    missing = sorted(m for m in needs if importlib.util.find_spec(m) is None)
     if missing:
-        raise _not_available(*missing)
+        raise RuntimeError(
+            f"the full-scale data is downloaded with {' and '.join(missing)}, which is not installed: "
+            'pip install -e ".[data]" on a machine with internet (caches: IR_DATASETS_HOME, HF_HOME), or give '
+            "the official files in the spec (`files:` per evaluation set, `file:` for the training triples). "
+            "Offline, `--scale smoke` and `--scale demo` need no downloads."
+        )
+
+
+def _subset(eval_set: EvalSet, max_queries: int | None) -> EvalSet:
+    if max_queries is None:
+        return eval_set
+    keep = fixed_subset(eval_set.qrels, max_queries)
+    return dataclasses.replace(
+        eval_set,
+        queries={q: t for q, t in eval_set.queries.items() if q in keep},
+        candidates={q: d for q, d in eval_set.candidates.items() if q in keep},
+        qrels={q: j for q, j in eval_set.qrels.items() if q in keep},
+    )
 
 
 @functools.lru_cache(maxsize=2)
@@ -77,12 +124,3 @@ def _builtin(size: str):
     from study.data.builtin import build_builtin_dataset
 
     return build_builtin_dataset(size)
-
-
-def _not_available(*names: str) -> RuntimeError:
-    needs = "; ".join(f"{n}: {EXTERNAL[n]}" for n in names)
-    return RuntimeError(
-        f"the full-scale data is not available: {needs}. Its loaders (downloads through ir_datasets "
-        "and Hugging Face, which need internet and a shared cache) are not part of this build yet. "
-        "Run `--scale demo` or `--scale smoke`, which generate their data offline."
-    )

@@ -1,0 +1,148 @@
+"""The thesis's real data: MS MARCO training triples, TREC DL 2019 and the two MS MARCO dev protocols.
+
+Each named set loads from its official files when the spec gives them (`files:`), and otherwise
+downloads through ir_datasets or Hugging Face `datasets` (optional extra `data`) into their caches
+(IR_DATASETS_HOME, HF_HOME), which cluster nodes can share.
+
+The two MS MARCO dev protocols are different measurements:
+- `msmarco-v1.1-qna-dev`: each query's ~10 passages shown to the QnA annotators, `is_selected`
+  marking the relevant ones. The thesis's MRR@10 (about 0.59) comes from a protocol like this one:
+  even a random order of 10 candidates with one positive scores about 0.29. Queries with no
+  selected passage cannot be answered by any ranking and are left out (counted in a warning).
+- `msmarco-dev-small-top1000`: dev/small's 6,980 queries reranking the official BM25 top-1000, the
+  literature's protocol (BM25 alone 0.187 MRR@10; good cross-encoders about 0.39).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Iterable, Iterator
+
+from study.data.types import EvalSet, TrainingPair
+
+log = logging.getLogger(__name__)
+
+# name -> (protocol, binary relevance threshold)
+NAMED_SETS: dict[str, tuple[str, int]] = {
+    "trec-dl-2019": (
+        "TREC DL 2019 passage: the 43 judged queries, NIST graded qrels (0-3; binary measures count rel >= 2), "
+        "reranking the official BM25 top-1000",
+        2,
+    ),
+    "msmarco-v1.1-qna-dev": (
+        "MS MARCO v1.1 QnA validation: ~10 annotator-shown passages per query, is_selected = relevant; "
+        "the thesis's MRR@10 protocol, not comparable to the literature's dev/small top-1000 numbers",
+        1,
+    ),
+    "msmarco-dev-small-top1000": (
+        "MS MARCO passage dev/small: 6,980 queries reranking the official BM25 top-1000 (the literature's protocol)",
+        1,
+    ),
+}
+TRAIN_SOURCE = "msmarco-passage-train"
+_IR_DATASETS_IDS = {
+    "trec-dl-2019": "msmarco-passage/trec-dl-2019/judged",
+    "msmarco-dev-small-top1000": "msmarco-passage/dev/small",
+    TRAIN_SOURCE: "msmarco-passage/train/triples-small",
+}
+
+
+def reservoir_sample(items: Iterable, k: int | None, *, seed: int) -> list:
+    """A uniform sample of `k` items (all when k is None) in one streaming pass; same seed, same sample."""
+    rng = random.Random(seed)
+    sample: list = []
+    for i, item in enumerate(items):
+        if k is None or i < k:
+            sample.append(item)
+        else:
+            j = rng.randint(0, i)
+            if j < k:
+                sample[j] = item
+    return sample
+
+
+def sample_pairs(triples: Iterable[tuple[str, str, str]], *, max_pairs: int | None, seed: int) -> list[TrainingPair]:
+    """(q, pos, 1) and (q, neg, 0) from a uniform sample of max_pairs / 2 (query, pos, neg) triples."""
+    k = None if max_pairs is None else max(1, max_pairs // 2)
+    pairs = []
+    for query, positive, negative in reservoir_sample(triples, k, seed=seed):
+        pairs.append(TrainingPair(query, positive, 1.0))
+        pairs.append(TrainingPair(query, negative, 0.0))
+    return pairs
+
+
+def triples_from_ir_datasets(docpairs: Iterable, queries: dict[str, str], passage_text) -> Iterator[tuple[str, str, str]]:
+    """ir_datasets docpairs (query_id, doc_id_a, doc_id_b) as text triples; `passage_text(id)` looks up a passage."""
+    for pair in docpairs:
+        yield queries[pair.query_id], passage_text(pair.doc_id_a), passage_text(pair.doc_id_b)
+
+
+def v11_rows_to_eval_set(rows: Iterable[dict], *, name: str = "msmarco-v1.1-qna-dev") -> EvalSet:
+    """The Hugging Face `microsoft/ms_marco` v1.1 rows as an evaluation set (docids `<qid>-<i>`)."""
+    queries, passages, candidates, qrels = {}, {}, {}, {}
+    skipped = 0
+    for row in rows:
+        qid = str(row["query_id"])
+        shown = row["passages"]
+        docids = [f"{qid}-{i}" for i in range(len(shown["passage_text"]))]
+        selected = {d: int(s) for d, s in zip(docids, shown["is_selected"])}
+        if not any(selected.values()):
+            skipped += 1
+            continue
+        queries[qid] = row["query"]
+        passages.update(zip(docids, shown["passage_text"]))
+        candidates[qid] = docids  # in the order shown to annotators
+        qrels[qid] = selected
+    if skipped:
+        log.warning("%s: %d queries have no selected passage and are left out of evaluation", name, skipped)
+    return EvalSet(name, queries, passages, candidates, qrels, binary_rel_threshold=1, description=NAMED_SETS[name][0])
+
+
+def download_eval_set(name: str) -> EvalSet:
+    """A named set through ir_datasets or Hugging Face datasets (needs internet or a filled cache)."""
+    if name == "msmarco-v1.1-qna-dev":
+        datasets = _optional("datasets")
+        rows = datasets.load_dataset("microsoft/ms_marco", "v1.1", split="validation")
+        return v11_rows_to_eval_set(rows, name=name)
+    ir_datasets = _optional("ir_datasets")
+    dataset = ir_datasets.load(_IR_DATASETS_IDS[name])
+    qrels: dict[str, dict[str, int]] = {}
+    for row in dataset.qrels_iter():
+        qrels.setdefault(row.query_id, {})[row.doc_id] = int(row.relevance)
+    queries = {q.query_id: q.text for q in dataset.queries_iter() if q.query_id in qrels}
+    scored: dict[str, list[tuple[float, str]]] = {}
+    for row in dataset.scoreddocs_iter():
+        if row.query_id in qrels:
+            scored.setdefault(row.query_id, []).append((-row.score, row.doc_id))
+    candidates = {q: [d for _, d in sorted(rows)] for q, rows in scored.items()}
+    store = dataset.docs_store()
+    needed = {d for docs in candidates.values() for d in docs}
+    passages = {doc.doc_id: doc.text for doc in store.get_many_iter(needed)}
+    description, threshold = NAMED_SETS[name]
+    return EvalSet(name, queries, passages, candidates, qrels, binary_rel_threshold=threshold, description=description)
+
+
+def download_training_pairs(*, max_pairs: int | None, seed: int) -> list[TrainingPair]:
+    """Sample the ir_datasets triples by id first, then fetch only the sampled texts."""
+    ir_datasets = _optional("ir_datasets")
+    dataset = ir_datasets.load(_IR_DATASETS_IDS[TRAIN_SOURCE])
+    k = None if max_pairs is None else max(1, max_pairs // 2)
+    docpairs = reservoir_sample(dataset.docpairs_iter(), k, seed=seed)
+    wanted = {p.query_id for p in docpairs}
+    queries = {q.query_id: q.text for q in dataset.queries_iter() if q.query_id in wanted}
+    store = dataset.docs_store()
+    texts = {doc.doc_id: doc.text for doc in store.get_many_iter({d for p in docpairs for d in (p.doc_id_a, p.doc_id_b)})}
+    return sample_pairs(triples_from_ir_datasets(docpairs, queries, texts.__getitem__), max_pairs=None, seed=seed)
+
+
+def _optional(module: str):
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise RuntimeError(
+            f"downloading MS MARCO / TREC DL needs the `{module}` package: pip install -e \".[data]\" "
+            "(or give the official files in the spec's `files:`)"
+        ) from None

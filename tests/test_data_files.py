@@ -1,0 +1,217 @@
+"""Loaders for the official file formats, local collections, BM25 first stage, training-pair sampling."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from study.data import msmarco
+from study.data.bm25 import bm25_candidates, check_java
+from study.data.formats import FormatError, iter_triples, read_candidates, read_corpus, read_judgments, read_queries
+from study.data.local import collection_eval_set, collection_training_pairs, fixed_subset, query_fraction
+from study.data.registry import load_eval_set, load_training_pairs
+from study.spec import CollectionSpec, EvalSetSpec, TrainDataSpec
+
+# Column layouts of the official MS MARCO / TREC DL files (contents made up).
+TOP1000 = (  # msmarco-passagetest2019-top1000.tsv and top1000.dev: qid, pid, query, passage
+    "1037798\t7067032\twho is robert gray\tRobert Gray was an American sea captain.\n"
+    "1037798\t7067030\twho is robert gray\tGray is a colour between black and white.\n"
+    "104861\t1020327\tcost of interior concrete flooring\tConcrete floors cost 2 to 6 dollars a square foot.\n"
+)
+TREC_QRELS = "1037798 0 7067032 3\n1037798 0 7067030 0\n104861 Q0 1020327 2\n"  # 2019qrels-pass.txt
+TRIPLES = (  # triples.train.small.tsv: query, positive passage, negative passage
+    "is a little caffeine ok during pregnancy\tWe don't know a lot about caffeine in pregnancy.\tIt is very hot.\n"
+    "what fruit is native to australia\tPassiflora herbertiana is native to Australia.\tApples grow in Kent.\n"
+    "how large is the canadian military\tThe Canadian Armed Forces have 68,000 regulars.\tA tiny village.\n"
+    "what is a bank transit number\tA transit number identifies a branch.\tThe river bank flooded.\n"
+)
+
+
+def write(tmp_path: Path, name: str, text: str) -> str:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def test_top1000_tsv_keeps_bm25_order_and_texts(tmp_path):
+    found = read_candidates(write(tmp_path, "top1000.tsv", TOP1000))
+    assert found.ranked == {"1037798": ["7067032", "7067030"], "104861": ["1020327"]}
+    assert found.queries["104861"] == "cost of interior concrete flooring"
+    assert found.passages["7067030"].startswith("Gray is a colour")
+
+
+def test_trec_run_candidates_are_ranked_by_score(tmp_path):
+    run = "q1 Q0 d2 2 1.5 bm25\nq1 Q0 d1 1 9.0 bm25\nq2 Q0 d3 1 3.0 bm25\n"
+    assert read_candidates(write(tmp_path, "run.trec", run)).ranked == {"q1": ["d1", "d2"], "q2": ["d3"]}
+
+
+def test_dl19_from_official_files(tmp_path):
+    spec = EvalSetSpec(
+        name="trec-dl-2019",
+        files=CollectionSpec(
+            qrels=write(tmp_path, "2019qrels-pass.txt", TREC_QRELS),
+            candidates=write(tmp_path, "msmarco-passagetest2019-top1000.tsv", TOP1000),
+            binary_rel_threshold=2,
+        ),
+    )
+    eval_set = load_eval_set(spec)
+    assert eval_set.binary_rel_threshold == 2 and eval_set.qrels["1037798"]["7067032"] == 3
+    assert eval_set.candidates["1037798"] == ["7067032", "7067030"]
+    assert eval_set.description.startswith("TREC DL 2019 passage")
+
+
+def test_corpus_formats(tmp_path):
+    tsv = read_corpus(write(tmp_path, "collection.tsv", "0\tThe presence of communication.\n1\tThe Manhattan Project.\n"))
+    assert tsv == {"0": "The presence of communication.", "1": "The Manhattan Project."}
+    beir = write(tmp_path, "corpus.jsonl", json.dumps({"_id": "d1", "title": "Wings", "text": "lift."}) + "\n")
+    assert read_corpus(beir) == {"d1": "Wings lift."}
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "reader", "message"),
+    [
+        ("qrels.txt", "q1 0 d1 1\nq1 0 d2\n", read_judgments, r"qrels.txt:2: a TREC qrels .* has 4 fields, but this one has 3"),
+        ("queries.tsv", "q1\tfine\nq2\t  \n", read_queries, r"queries.tsv:2: query 'q2' has no text"),
+        ("queries.tsv", "q1\ta\nq1\tb\n", read_queries, r"queries.tsv:2: query id 'q1' appears twice"),
+        ("corpus.tsv", "d1\ta\nd1\tb\n", read_corpus, r"corpus.tsv:2: passage id 'd1' appears twice"),
+        ("corpus.jsonl", '{"_id": "d1", "text": "a"}\n{oops\n', read_corpus, r"corpus.jsonl:2: not valid JSON"),
+        ("empty.tsv", "\n", read_queries, r"empty.tsv: the file is empty"),
+        ("top1000.tsv", "q\td\tquery\tpassage\nq\td2\tquery\n", read_candidates, r"top1000.tsv:2: a top1000 TSV .* at least 4"),
+    ],
+)
+def test_bad_files_name_file_and_line(tmp_path, name, text, reader, message):
+    with pytest.raises(FormatError, match=message):
+        reader(write(tmp_path, name, text))
+
+
+def test_bad_triples_line(tmp_path):
+    path = write(tmp_path, "triples.tsv", TRIPLES + "query only\tpositive\t\n")
+    with pytest.raises(FormatError, match=r"triples.tsv:5: a triples line has 3 non-empty"):
+        list(iter_triples(path))
+
+
+def test_candidate_missing_from_corpus(tmp_path):
+    spec = CollectionSpec(
+        queries=write(tmp_path, "q.tsv", "q1\tsome query\n"),
+        qrels=write(tmp_path, "qrels.txt", "q1 0 d1 1\n"),
+        corpus=write(tmp_path, "c.tsv", "d1\tsome passage\n"),
+        candidates=write(tmp_path, "run.trec", "q1 Q0 d1 1 2.0 x\nq1 Q0 d9 2 1.0 x\n"),
+    )
+    with pytest.raises(FormatError, match=r"run.trec: candidate 'd9' of query 'q1' is not in the corpus"):
+        collection_eval_set("mine", spec)
+
+
+def test_judged_query_without_text(tmp_path):
+    spec = CollectionSpec(
+        queries=write(tmp_path, "q.tsv", "q1\tsome query\n"),
+        qrels=write(tmp_path, "qrels.txt", "q1 0 d1 1\nq2 0 d1 1\n"),
+        corpus=write(tmp_path, "c.tsv", "d1\tsome passage\n"),
+    )
+    with pytest.raises(FormatError, match=r"q.tsv: 1 judged queries have no text \(first: 'q2'\)"):
+        collection_eval_set("mine", spec)
+
+
+def test_pair_sampler_is_deterministic_balanced_and_streaming(tmp_path):
+    path = write(tmp_path, "triples.train.small.tsv", TRIPLES * 25)  # 100 triples
+    spec = TrainDataSpec(source="msmarco-passage-train", file=path, max_pairs=40)
+    first = load_training_pairs(spec, seed=12)
+    assert first == load_training_pairs(spec, seed=12)
+    assert first != load_training_pairs(spec, seed=13)
+    assert len(first) == 40 and sum(p.label for p in first) == 20
+    assert all(first[i].query == first[i + 1].query and first[i].label == 1.0 for i in range(0, 40, 2))
+    everything = load_training_pairs(TrainDataSpec(source="triples", file=path), seed=0)
+    assert len(everything) == 200
+
+
+def test_reservoir_sample_is_uniform_enough():
+    counts = [0] * 10
+    for seed in range(2000):
+        for item in msmarco.reservoir_sample(range(10), 3, seed=seed):
+            counts[item] += 1
+    assert all(abs(c / 2000 - 0.3) < 0.05 for c in counts)
+
+
+def test_ir_datasets_docpairs_become_text_triples():
+    from collections import namedtuple
+
+    pair = namedtuple("GenericDocPair", "query_id doc_id_a doc_id_b")
+    triples = list(msmarco.triples_from_ir_datasets([pair("q1", "a", "b")], {"q1": "query"}, {"a": "A", "b": "B"}.get))
+    assert triples == [("query", "A", "B")]
+
+
+def test_v11_qna_rows_become_an_eval_set(caplog):
+    rows = [  # the layout of Hugging Face microsoft/ms_marco v1.1 validation rows
+        {"query_id": 9652, "query": "what is rba", "passages": {"is_selected": [0, 1, 0], "passage_text": ["a", "b", "c"], "url": ["u"] * 3}},
+        {"query_id": 9653, "query": "no answer", "passages": {"is_selected": [0, 0], "passage_text": ["d", "e"], "url": ["u"] * 2}},
+    ]
+    eval_set = msmarco.v11_rows_to_eval_set(rows)
+    assert eval_set.candidates == {"9652": ["9652-0", "9652-1", "9652-2"]}
+    assert eval_set.qrels == {"9652": {"9652-0": 0, "9652-1": 1, "9652-2": 0}}
+    assert "1 queries have no selected passage and are left out" in caplog.text
+
+
+def _tiny_collection(tmp_path: Path) -> CollectionSpec:
+    topics = {
+        "q1": ("wing lift at high speed", "wing lift grows with the square of speed"),
+        "q2": ("boundary layer transition", "transition of the boundary layer to turbulence"),
+        "q3": ("heat transfer in hypersonic flow", "hypersonic flow heats the surface strongly"),
+        "q4": ("buckling of thin shells", "thin cylindrical shells buckle under axial load"),
+    }
+    corpus, queries, qrels = [], [], []
+    for i, (qid, (query, answer)) in enumerate(topics.items()):
+        queries.append(f"{qid}\t{query}")
+        corpus.append(json.dumps({"_id": f"r{i}", "title": "", "text": answer}))
+        corpus.append(json.dumps({"_id": f"n{i}", "title": "", "text": f"{query.split()[0]} tables and charts"}))
+        qrels.append(f"{qid} 0 r{i} 2")
+    return CollectionSpec(
+        corpus=write(tmp_path, "corpus.jsonl", "\n".join(corpus) + "\n"),
+        queries=write(tmp_path, "queries.tsv", "\n".join(queries) + "\n"),
+        qrels=write(tmp_path, "qrels.txt", "\n".join(qrels) + "\n"),
+        first_stage={"depth": 5},
+    )
+
+
+def test_local_collection_gets_bm25_candidates(tmp_path):
+    spec = _tiny_collection(tmp_path)
+    eval_set = collection_eval_set("tiny", spec)
+    assert set(eval_set.candidates) == {"q1", "q2", "q3", "q4"}
+    assert eval_set.candidates["q4"][0] == "r3"  # the only passage about shells
+    pairs = collection_training_pairs(spec)
+    assert [p.label for p in pairs[:2]] == [1.0, 0.0] and len(pairs) == 8
+
+
+def test_splits_are_disjoint_and_stable(tmp_path):
+    base = _tiny_collection(tmp_path).model_dump()
+    train = {q for q in ("q1", "q2", "q3", "q4") if query_fraction(q) >= 0.5}
+    test = collection_eval_set("t", CollectionSpec.model_validate(base | {"split": "test"}))
+    assert set(test.qrels) == {"q1", "q2", "q3", "q4"} - train
+    assert fixed_subset(["a", "b", "c", "d"], 2) == fixed_subset(["d", "c", "b", "a"], 2)
+
+
+def test_bm25_engines_agree(tmp_path):
+    java = os.environ.get("JAVA_HOME", "/usr/lib/jvm/temurin-25-jdk-amd64")
+    pytest.importorskip("pyserini", reason="the pyserini extra is not installed")
+    if not Path(java, "bin", "java").exists() and not shutil.which("java"):
+        pytest.skip("no Java found for pyserini")
+    os.environ.setdefault("JAVA_HOME", java)
+    try:
+        check_java()
+    except RuntimeError as err:
+        pytest.skip(f"pyserini needs Java 21+: {err}")
+    spec = _tiny_collection(tmp_path)
+    corpus, queries = read_corpus(spec.corpus), read_queries(spec.queries)
+    ours = bm25_candidates(corpus, queries, engine="bm25s", depth=3)
+    lucene = bm25_candidates(corpus, queries, engine="pyserini", depth=3)
+    assert {q: r[0] for q, r in ours.items()} == {q: r[0] for q, r in lucene.items()}
+
+
+def test_too_old_java_is_refused(monkeypatch):
+    if not Path("/usr/lib/jvm/java-17-openjdk-amd64/bin/java").exists():
+        pytest.skip("no Java 17 on this machine to show the refusal with")
+    monkeypatch.setenv("JAVA_HOME", "/usr/lib/jvm/java-17-openjdk-amd64")
+    with pytest.raises(RuntimeError, match=r"needs Java 21\+, but .* is Java 17"):
+        check_java()
