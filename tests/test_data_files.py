@@ -215,3 +215,19 @@ def test_too_old_java_is_refused(monkeypatch):
     monkeypatch.setenv("JAVA_HOME", "/usr/lib/jvm/java-17-openjdk-amd64")
     with pytest.raises(RuntimeError, match=r"needs Java 21\+, but .* is Java 17"):
         check_java()
+
+
+def test_local_collection_trains_and_evaluates_end_to_end(tmp_path, smoke_study):
+    """BM25 candidates, fine-tuning on the train split and evaluation on the test split, one trial."""
+    from study.spec import TrialSpec
+    from trainables.trial import run_trial
+
+    collection = _tiny_collection(tmp_path).model_dump()
+    trial = smoke_study.trials[0].model_dump()
+    trial["training"] |= {"epochs": 1, "data": {"source": "collection", "collection": collection | {"split": "train"}}}
+    trial["evaluation"] = [{"name": "tiny-test", "files": collection | {"split": "test"}}]
+    reports = []
+    run_trial(TrialSpec.model_validate(trial), trial_dir=tmp_path / "trial", report=lambda m, c: reports.append(m))
+    assert [r["epoch"] for r in reports] == [0, 1]
+    assert all(0.0 <= r["tiny-test/nDCG@10"] <= 1.0 for r in reports)
+    assert (tmp_path / "trial" / "runs" / "tiny-test.epoch1.trec").read_text().count(" Q0 ") > 0

@@ -20,6 +20,7 @@ import random
 from collections.abc import Iterable, Iterator
 
 from study.data.types import EvalSet, TrainingPair
+from study.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,8 @@ def reservoir_sample(items: Iterable, k: int | None, *, seed: int) -> list:
     """A uniform sample of `k` items (all when k is None) in one streaming pass; same seed, same sample."""
     rng = random.Random(seed)
     sample: list = []
-    for i, item in enumerate(items):
+    total = len(items) if hasattr(items, "__len__") else None
+    for i, item in enumerate(progress(items, desc="sampling training pairs", total=total, unit="items")):
         if k is None or i < k:
             sample.append(item)
         else:
