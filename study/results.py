@@ -32,6 +32,7 @@ class TrialResult:
     error: str
     trial_dir: str
     rows: list[dict] = field(default_factory=list)  # reported metrics, one dict per epoch
+    seed: int = 12
 
 
 @dataclass(frozen=True)
@@ -62,9 +63,10 @@ def load_trials(study_dir: Path) -> list[TrialResult]:
         error = _error_message(trial_dir)
         done = bool(rows) and rows[-1]["epoch"] >= planned
         status = "finished" if done else ("failed" if error else "incomplete")
+        tag = spec.get("tag") or ""
         trials.append(
             TrialResult(
-                name=f"{spec['model']['name']}-{spec['optimizer']['name']}",
+                name=f"{spec['model']['name']}-{spec['optimizer']['name']}" + (f"-{tag}" if tag else ""),
                 model=spec["model"]["name"],
                 optimizer=spec["optimizer"]["name"],
                 checkpoint=spec["model"]["checkpoint"],
@@ -74,9 +76,10 @@ def load_trials(study_dir: Path) -> list[TrialResult]:
                 error=error if not done else "",
                 trial_dir=str(trial_dir),
                 rows=rows,
+                seed=int(spec.get("training", {}).get("seed", 12)),
             )
         )
-    return sorted(trials, key=lambda t: (t.model, t.optimizer))
+    return sorted(trials, key=lambda t: (t.model, t.optimizer, t.seed))
 
 
 def table_columns(evaluation: list[dict]) -> list[Column]:
@@ -92,14 +95,17 @@ def table_columns(evaluation: list[dict]) -> list[Column]:
 
 def summary_rows(trials: list[TrialResult], columns: list[Column]) -> list[dict]:
     rows = []
+    several_seeds = len({t.seed for t in trials}) > 1
     for trial in trials:
         label = trial.model + ("*" if trial.stand_in_for else "")
+        seed = {"Seed": trial.seed} if several_seeds else {}
         status = "ok" if trial.status == "finished" else f"{trial.status}: {trial.error}".rstrip(": ")
         for row in trial.rows or [{}]:
             rows.append(
                 {
                     "Model": label,
                     "Optimizer": trial.optimizer,
+                    **seed,
                     "Epoch": row.get("epoch", "-"),
                     **{c.header: row.get(c.key) for c in columns},
                     "Status": status,
