@@ -39,7 +39,6 @@ def run_study(spec: StudySpec, *, address: str | None = None, verbose: int = 1, 
 
     from study.progress import StudyProgress
     from study.ray_cluster import connect
-    from study.tracking import wandb_callbacks
     from trainables.reranker import train_reranker, trial_resources
 
     directory = study_dir(spec)
@@ -50,7 +49,10 @@ def run_study(spec: StudySpec, *, address: str | None = None, verbose: int = 1, 
     metric = primary_metric_key(spec)
     # Tune's file loggers first, so results reach disk before any tracking callback sees them.
     callbacks = [JsonLoggerCallback(), CSVLoggerCallback(), StudyProgress(len(spec.trials), metric, PRIMARY_MODE)]
-    callbacks += wandb_callbacks(wandb, study_name=spec.name)
+    if wandb != "off":  # study.tracking imports wandb itself, which takes seconds
+        from study.tracking import wandb_callbacks
+
+        callbacks += wandb_callbacks(wandb, study_name=spec.name)
     tuner = tune.Tuner(
         tune.with_resources(train_reranker, trial_resources),
         param_space={"trial": tune.grid_search([t.model_dump(mode="json") for t in spec.trials])},

@@ -55,15 +55,16 @@ def write_report(
             written.append(_write(out / "tables" / f"{stem}.tex", tables.to_latex(grid)))
         return markdown
 
-    sections = [_header(study), *(f"{note}\n" for note in stand_in_notes(list(study.trials)))]
+    notes = stand_in_notes(list(study.trials))
+    sections = [_header(study), *(["\n".join(notes) + "\n"] if notes else [])]
 
     sections.append("## Results in the thesis's tables\n")
     result_tables = [tables.build_table(study, shape) for shape in THESIS_TABLES.values()]
+    shown = {}  # table title -> its Markdown
     for table in result_tables:
         grid = tables.result_grid(table, eval_note=_eval_note(study, table.shape))
-        sections.append(f"### {table.shape.title}\n\n" + save(grid, table.shape.key))
-        if table.shape.title == "Table 5.1":
-            console = [sections[-1]]
+        shown[table.shape.title] = save(grid, table.shape.key)
+        sections.append(f"### {table.shape.title}\n\n" + shown[table.shape.title])
 
     sections.append("## Beside the thesis's numbers\n")
     sections.append(_thesis_comparison(study, result_tables, save))
@@ -76,10 +77,14 @@ def write_report(
         "Paired over queries, same seed for both optimizers: a paired t-test and a randomization (sign-flip "
         f"permutation) test per metric of Table 5.1, at every trained epoch. Holm's correction runs over each "
         f"model x epoch family (every metric x every seed). A difference counts as significant when both tests' "
-        f"Holm-adjusted p < {significance.ALPHA}.\n\n" + "\n".join(f"- {s}" for s in statements) + "\n"
+        f"Holm-adjusted p < {significance.ALPHA}.\n\n" + "\n".join(_bullet(s) for s in statements) + "\n"
     )
     if comparisons:
-        sections.append(save(significance.significance_grid(comparisons), "significance", latex=False))
+        save(significance.significance_grid(comparisons), "significance", latex=False)
+        sections.append(
+            f"Every comparison ({len(comparisons)}), with both tests' p-values before and after the correction: "
+            "[tables/significance.md](tables/significance.md) (and .csv).\n"
+        )
 
     sections.append("## Efficiency\n")
     memory = efficiency.optimizer_memory_lines(study)
@@ -101,8 +106,13 @@ def write_report(
         )
 
     markdown = _write(out / "report.md", "\n".join(sections))
-    summary = "\n".join([*console, "Significance (Lion vs AdamW):", *statements, *memory])
+    summary = "\n".join([shown["Table 5.1"], "Significance (Lion vs AdamW):", *statements, *memory])
     return ReportPaths(out, markdown, written, pngs, summary)
+
+
+def _bullet(statement: str) -> str:
+    """A Markdown list item; a statement indented by two spaces becomes a nested item."""
+    return ("  - " if statement.startswith("  ") else "- ") + statement.strip()
 
 
 def _header(study) -> str:

@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -33,6 +34,7 @@ class TrialResult:
     trial_dir: str
     rows: list[dict] = field(default_factory=list)  # reported metrics, one dict per epoch
     seed: int = 12
+    variant: str = ""  # the trial's tag without its seed part: trials that differ only in seed share it
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,7 @@ def load_trials(study_dir: Path) -> list[TrialResult]:
         done = bool(rows) and rows[-1]["epoch"] >= planned
         status = "finished" if done else ("failed" if error else "incomplete")
         tag = spec.get("tag") or ""
+        seed = int(spec.get("training", {}).get("seed", 12))
         trials.append(
             TrialResult(
                 name=f"{spec['model']['name']}-{spec['optimizer']['name']}" + (f"-{tag}" if tag else ""),
@@ -76,10 +79,11 @@ def load_trials(study_dir: Path) -> list[TrialResult]:
                 error=error if not done else "",
                 trial_dir=str(trial_dir),
                 rows=rows,
-                seed=int(spec.get("training", {}).get("seed", 12)),
+                seed=seed,
+                variant=re.sub(rf"(^|_)s{seed}$", "", tag),
             )
         )
-    return sorted(trials, key=lambda t: (t.model, t.optimizer, t.seed))
+    return sorted(trials, key=lambda t: (t.model, t.optimizer, t.variant, t.seed))
 
 
 def table_columns(evaluation: list[dict]) -> list[Column]:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -20,6 +22,7 @@ from eval.measures import METRICS
 from study.grids import build_study, restrict, with_seeds
 from study.report import main, write_report
 from study.reporting.thesis_numbers import THESIS_TABLES, disagreements, lookup, thesis_values
+from study.spec import StudySpec
 
 QUERIES = [f"q{i}" for i in range(10)]
 MIB = 1024 * 1024
@@ -31,9 +34,12 @@ def _value(i: int, epoch: int, seed: int, shift: float) -> float:
     return round(0.3 + 0.02 * i + 0.01 * epoch + 0.002 * (seed - 12) + shift, 6)
 
 
-def write_fixture_study(root: Path, *, scale: str = "smoke", epochs: int = 2) -> Path:
-    spec = with_seeds(restrict(build_study("thesis", scale=scale), models=["minilm", "gte"], epochs=epochs), [12, 13])
-    spec = spec.model_copy(update={"name": f"fixture-{scale}"})
+def write_fixture_study(root: Path, *, scale: str = "smoke", epochs: int = 2, variants: tuple[str, ...] = ()) -> Path:
+    spec = restrict(build_study("thesis", scale=scale), models=["minilm", "gte"], epochs=epochs)
+    if variants:  # a YAML study's own variants of each trial, told apart by their tags
+        trials = [t.model_dump() | {"tag": v} for t in spec.trials for v in variants]
+        spec = StudySpec.model_validate(spec.model_dump() | {"trials": trials})
+    spec = with_seeds(spec, [12, 13]).model_copy(update={"name": f"fixture-{scale}"})
     study = root / spec.name
     study.mkdir(parents=True)
     (study / "study_spec.json").write_text(spec.model_dump_json(indent=2))
@@ -261,3 +267,29 @@ def test_a_study_with_no_results_yet_still_reports(tmp_path):
     report = paths.markdown.read_text()
     assert "trials: 8 (1 failed, 7 incomplete)" in report
     assert "No Lion vs AdamW comparison is possible yet" in report
+
+
+def test_variants_beyond_the_seed_stay_apart(tmp_path):
+    study = write_fixture_study(tmp_path, variants=("lr1", "lr2"))
+    paths = write_report(study, n_resamples=100, plots=False)
+    rows = _csv(paths.directory / "tables" / "table_5_1.csv")
+    assert {(r["optimizer"], r["variant"]) for r in rows} == {(o, v) for o in ("adamw", "lion") for v in ("lr1", "lr2")}
+    assert all(r["n_seeds"] == "2" for r in rows if not (r["model"] == "gte" and r["optimizer"] == "lion"))
+    cells = {
+        tuple(row[:3]): row[3] for row in _markdown_rows((paths.directory / "tables" / "table_5_1.md").read_text())
+    }
+    assert cells[("minilm*", "adamw [lr2]", "1")] == "0.4010 ± 0.0127"  # seeds pooled, variants not
+    significance = _csv(paths.directory / "tables" / "significance.csv")
+    assert {r["model"] for r in significance} == {"minilm [lr1]", "minilm [lr2]", "gte [lr1]", "gte [lr2]"}
+
+
+def test_report_help_is_instant_without_heavy_imports():
+    code = (
+        "import sys, study.report; "
+        "print(sorted(m for m in ('torch', 'ray', 'matplotlib', 'scipy', 'wandb') if m in sys.modules))"
+    )
+    assert (
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+    )
+    result = subprocess.run([sys.executable, "-m", "study.report", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "STUDY_DIR" in result.stdout

@@ -19,7 +19,8 @@ from study.reporting.study_data import StudyData, metric_value
 from study.results import TrialResult
 from study.stats import mean_ci
 
-COLORS = {"adamw": "tab:blue", "lion": "tab:orange"}
+COLORS = {"adamw": "tab:blue", "lion": "tab:orange"}  # colour = optimizer, marker = seed
+SEED_MARKERS = ("o", "s", "^", "D", "v", "P")
 STEP_LOG = "steps.jsonl"
 
 
@@ -55,25 +56,26 @@ def _training_figure(model: str, trials: list[TrialResult], eval_sets: tuple[str
         "lr": (axes[1][0], "Learning rate (cf. Fig 5.3)", "learning rate"),
         "grad_norm": (axes[1][1], "Gradient norm (cf. Figs 5.4, 5.7, 5.10)", "L2 norm before clipping"),
     }
-    several_seeds = len({t.seed for t in trials}) > 1
+    seeds = sorted({t.seed for t in trials})
     for trial in trials:
-        label = trial.optimizer + (f" s{trial.seed}" if several_seeds else "")
-        color = COLORS.get(trial.optimizer)
+        label = trial.optimizer + (f" s{trial.seed}" if len(seeds) > 1 else "")
+        style = {
+            "color": COLORS.get(trial.optimizer),
+            "marker": SEED_MARKERS[seeds.index(trial.seed) % len(SEED_MARKERS)],
+        }
         steps = read_steps(trial)
         for key in ("loss", "lr", "grad_norm"):
             points = [(s["step"], s[key]) for s in steps if _finite(s.get(key))]
             if points:
-                panels[key][0].plot(*zip(*points), color=color, label=label, marker="." if len(points) < 30 else None)
-        for eval_set, style in zip(eval_sets, ("-", "--", ":", "-.")):
+                panels[key][0].plot(*zip(*points), label=label, markersize=4, **style)
+        for eval_set, linestyle in zip(eval_sets, ("-", "--", ":", "-.")):
             points = [
                 (row.get("global_step", 0), v)
                 for row in trial.rows
                 if (v := metric_value(row, f"{eval_set}/eval_loss")) is not None
             ]
             if points:
-                panels["eval_loss"][0].plot(
-                    *zip(*points), color=color, linestyle=style, marker="o", label=f"{label} ({eval_set})"
-                )
+                panels["eval_loss"][0].plot(*zip(*points), linestyle=linestyle, label=f"{label} ({eval_set})", **style)
     for ax, title, ylabel in panels.values():
         ax.set_title(title)
         ax.set_xlabel("training step")

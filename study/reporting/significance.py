@@ -24,7 +24,7 @@ BASELINE, CHALLENGER = "adamw", "lion"
 
 @dataclass(frozen=True)
 class Comparison:
-    model: str
+    model: str  # with a YAML study's variant tag in brackets, if any
     epoch: int
     seeds: str  # "12", or "12,13 (query means)"
     eval_set: str
@@ -56,8 +56,10 @@ def compare_optimizers(
 ) -> list[Comparison]:
     """Every Lion vs AdamW comparison the per-query files allow, Holm-adjusted per model and epoch."""
     comparisons: list[Comparison] = []
-    for model in study.models:
-        trials = {(t.optimizer, t.seed): t for t in study.trials if t.model == model}
+    settings = dict.fromkeys((t.model, t.variant) for t in study.trials)
+    for model, variant in settings:
+        label = model + (f" [{variant}]" if variant else "")
+        trials = {(t.optimizer, t.seed): t for t in study.trials if (t.model, t.variant) == (model, variant)}
         seeds = sorted(s for (o, s) in trials if o == BASELINE and (CHALLENGER, s) in trials)
         epochs = sorted(
             {row["epoch"] for s in seeds for o in (BASELINE, CHALLENGER) for row in trials[(o, s)].rows} - {0}
@@ -71,13 +73,13 @@ def compare_optimizers(
                     pair = [
                         _per_query(trials[(o, seed)].trial_dir, eval_set, epoch, metric) for o in (BASELINE, CHALLENGER)
                     ]
-                    if all(pair):
+                    if all(pair) and set(pair[0]) & set(pair[1]):
                         per_seed[seed] = pair
-                        family.append(_compare(model, epoch, str(seed), eval_set, metric, *pair, n_resamples))
+                        family.append(_compare(label, epoch, str(seed), eval_set, metric, *pair, n_resamples))
                 if len(per_seed) > 1:
-                    label = ",".join(map(str, per_seed)) + " (query means)"
+                    seeds_label = ",".join(map(str, per_seed)) + " (query means)"
                     means = [_query_means([p[i] for p in per_seed.values()]) for i in (0, 1)]
-                    family.append(_compare(model, epoch, label, eval_set, metric, *means, n_resamples))
+                    family.append(_compare(label, epoch, seeds_label, eval_set, metric, *means, n_resamples))
             comparisons += _holm_adjusted(family)
     return comparisons
 
@@ -90,28 +92,38 @@ def summary_lines(comparisons: list[Comparison]) -> list[str]:
     for model in dict.fromkeys(c.model for c in comparisons):
         mine = [c for c in comparisons if c.model == model]
         both = [c for c in mine if c.verdict == "significant"]
-        mixed = [c for c in mine if c.verdict in ("t-test only", "randomization only")]
-        if both:
-            listed = "; ".join(_describe(c) for c in both)
-            lines.append(
-                f"{model}: {len(both)} of {len(mine)} differences are significant at {ALPHA} by both tests: {listed}."
-            )
-        else:
+        one = [c for c in mine if c.verdict in ("t-test only", "randomization only")]
+        if not both:
             lines.append(
                 f"{model}: none of {len(mine)} differences is significant at {ALPHA} by both tests: "
                 "these queries give no evidence that Lion and AdamW differ."
             )
-        if mixed:
-            listed = "; ".join(f"{_describe(c)} [{c.verdict}]" for c in mixed)
-            lines.append(f"  significant by one test only (weak evidence): {listed}.")
+        else:
+            lion = sum(c.difference > 0 for c in both)
+            direction = ", ".join(
+                f"{who} higher in {n}" for who, n in (("Lion", lion), ("AdamW", len(both) - lion)) if n
+            )
+            lines.append(
+                f"{model}: {len(both)} of {len(mine)} differences are significant at {ALPHA} by both tests "
+                f"({direction}): {_where(both)}."
+            )
+        others = len(mine) - len(both) - len(one)
+        one_text = f"{len(one)} by one test only (weak evidence: {_where(one)}); " if one else ""
+        lines.append(f"  {one_text}{others} not significant.")
     return lines
 
 
-def _describe(c: Comparison) -> str:
-    better = "Lion" if c.difference > 0 else "AdamW"
-    return (
-        f"epoch {c.epoch} {DISPLAY_NAMES.get(c.metric, c.metric)} seed {c.seeds}: {better} higher by "
-        f"{abs(c.difference):.4f} (p = {c.randomization_p_holm:.3g})"
+def _where(comparisons: list[Comparison]) -> str:
+    """'epoch 1: nDCG@10 (Lion; s12, seed mean), MAP (AdamW; s13); epoch 2: ...'"""
+    by_epoch: dict[int, dict[tuple[str, str], list[str]]] = {}
+    for c in comparisons:
+        winner = "Lion" if c.difference > 0 else "AdamW"
+        seed = "seed mean" if "query means" in c.seeds else f"s{c.seeds}"
+        by_epoch.setdefault(c.epoch, {}).setdefault((DISPLAY_NAMES.get(c.metric, c.metric), winner), []).append(seed)
+    return "; ".join(
+        f"epoch {epoch}: "
+        + ", ".join(f"{metric} ({winner}; {', '.join(seeds)})" for (metric, winner), seeds in cells.items())
+        for epoch, cells in sorted(by_epoch.items())
     )
 
 

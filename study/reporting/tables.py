@@ -30,6 +30,7 @@ class Cell:
 class Row:
     model: str
     optimizer: str
+    variant: str  # a tag beyond the seed (a YAML study's own variants); "" in the thesis grid
     epoch: int
     stand_in: bool
     cells: dict[str, Cell | None]  # metric header -> cell
@@ -71,11 +72,11 @@ class Grid:
 
 def build_table(study: StudyData, shape: TableShape) -> ResultTable:
     keys = {DISPLAY_NAMES.get(m, m): f"{study.eval_set(role)}/{m}" for role, m in shape.metrics}
-    groups: dict[tuple[str, str], list] = {}
-    for trial in study.trials:
-        groups.setdefault((trial.model, trial.optimizer), []).append(trial)
+    groups: dict[tuple[str, str, str], list] = {}
+    for trial in study.trials:  # seeds of one setting are pooled; anything else stays apart
+        groups.setdefault((trial.model, trial.optimizer, trial.variant), []).append(trial)
     rows = []
-    for (model, optimizer), trials in groups.items():
+    for (model, optimizer, variant), trials in groups.items():
         epochs = sorted({row["epoch"] for t in trials for row in t.rows})
         for epoch in epochs:
             cells = {}
@@ -87,7 +88,7 @@ def build_table(study: StudyData, shape: TableShape) -> ResultTable:
                     if row["epoch"] == epoch and (v := metric_value(row, key)) is not None
                 ]
                 cells[header] = Cell(*mean_ci(values), len(values)) if values else None
-            rows.append(Row(model, optimizer, epoch, any(t.stand_in_for for t in trials), cells))
+            rows.append(Row(model, optimizer, variant, epoch, any(t.stand_in_for for t in trials), cells))
     return ResultTable(shape, keys, rows, n_seeds=len(study.seeds))
 
 
@@ -103,8 +104,8 @@ def result_grid(table: ResultTable, *, eval_note: str) -> Grid:
         ],
     )
     for i, row in enumerate(table.rows):
-        texts = [_model_label(row), row.optimizer, str(row.epoch)]
-        raw = {"model": row.model, "optimizer": row.optimizer, "epoch": row.epoch, "n_seeds": 0}
+        texts = [_model_label(row), _optimizer_label(row), str(row.epoch)]
+        raw = {"model": row.model, "optimizer": row.optimizer, **_variant(row), "epoch": row.epoch, "n_seeds": 0}
         best_here = []
         for j, header in enumerate(table.headers, start=3):
             cell = row.cells[header]
@@ -135,8 +136,8 @@ def comparison_grid(table: ResultTable, *, eval_note: str) -> Grid:
     )
     metric_of = {DISPLAY_NAMES.get(m, m): m for _, m in table.shape.metrics}
     for row in table.rows:
-        if not any((row.model, row.optimizer, row.epoch, m) in thesis for m in metric_of.values()):
-            continue  # epoch 0 and models the thesis did not train
+        if row.variant or not any((row.model, row.optimizer, row.epoch, m) in thesis for m in metric_of.values()):
+            continue  # epoch 0, variants and models the thesis did not train
         texts = [_model_label(row), row.optimizer, str(row.epoch)]
         raw: dict = {"model": row.model, "optimizer": row.optimizer, "epoch": row.epoch}
         for header in table.headers:
@@ -197,6 +198,14 @@ def to_latex(grid: Grid) -> str:
 
 def _model_label(row: Row) -> str:
     return row.model + ("*" if row.stand_in else "")
+
+
+def _optimizer_label(row: Row) -> str:
+    return row.optimizer + (f" [{row.variant}]" if row.variant else "")
+
+
+def _variant(row: Row) -> dict:
+    return {"variant": row.variant} if row.variant else {}
 
 
 def _format_cell(cell: Cell | None, n_seeds: int) -> str:
