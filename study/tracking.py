@@ -145,7 +145,8 @@ class GuardedWandbCallback(WandbLoggerCallback):
     _logger_actor_cls = StepLoggingActor
 
     def __init__(self, *, project: str, group: str, mode: str):
-        super().__init__(project=project, group=group, mode=mode)
+        # At the end, wait at most 5 minutes (Ray's default: 30) for runs to finish uploading.
+        super().__init__(project=project, group=group, mode=mode, upload_timeout=300)
         self._mode = mode
         self._failed = False
 
