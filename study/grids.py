@@ -121,3 +121,24 @@ def restrict(
 
 def default_study_name(grid: str, scale: str) -> str:
     return f"{grid}-{scale}-{dt.datetime.now():%Y%m%d-%H%M%S}"
+
+
+def with_seeds(spec: StudySpec, seeds: Sequence[int]) -> StudySpec:
+    """Every trial once per seed. With several seeds each name ends in `-s<seed>` (minilm-adamw-s13);
+    with one, names stay as they are and only the seed changes."""
+    seeds = list(seeds)
+    if not seeds:
+        raise ValueError("--seeds expects at least one seed, but got none")
+    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+    if repeated:
+        raise ValueError(f"--seeds expects distinct seeds, but {repeated} repeat")
+    tagged = len(seeds) > 1
+    trials = []
+    for trial in spec.trials:
+        for seed in seeds:
+            data = trial.model_dump()
+            data["training"]["seed"] = seed
+            if tagged:
+                data["tag"] = "_".join(filter(None, (trial.tag, f"s{seed}")))
+            trials.append(data)
+    return StudySpec.model_validate(spec.model_dump() | {"trials": trials})

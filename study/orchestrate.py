@@ -28,13 +28,16 @@ def study_dir(spec: StudySpec) -> Path:
     return Path(spec.storage).expanduser().resolve() / spec.name
 
 
-def run_study(spec: StudySpec, *, address: str | None = None, verbose: int = 1) -> StudyOutcome:
+def run_study(spec: StudySpec, *, address: str | None = None, verbose: int = 1, wandb: str = "off") -> StudyOutcome:
+    """Run every trial of `spec` on Ray Tune; `wandb` (off | offline | online) mirrors trials to W&B."""
     # Tune's classic table lets us choose its columns (the new output shows every metric); the
     # snapshot warning fires on every epoch of short smoke trials and says nothing actionable.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     from ray import tune
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
+    from study.progress import StudyProgress
     from study.ray_cluster import connect
     from trainables.reranker import train_reranker, trial_resources
 
@@ -44,6 +47,12 @@ def run_study(spec: StudySpec, *, address: str | None = None, verbose: int = 1) 
     print(connect(address), flush=True)
 
     metric = primary_metric_key(spec)
+    # Tune's file loggers first, so results reach disk before any tracking callback sees them.
+    callbacks = [JsonLoggerCallback(), CSVLoggerCallback(), StudyProgress(len(spec.trials), metric, PRIMARY_MODE)]
+    if wandb != "off":  # study.tracking imports wandb itself, which takes seconds
+        from study.tracking import wandb_callbacks
+
+        callbacks += wandb_callbacks(wandb, study_name=spec.name)
     tuner = tune.Tuner(
         tune.with_resources(train_reranker, trial_resources),
         param_space={"trial": tune.grid_search([t.model_dump(mode="json") for t in spec.trials])},
@@ -64,6 +73,7 @@ def run_study(spec: StudySpec, *, address: str | None = None, verbose: int = 1) 
             ),
             failure_config=tune.FailureConfig(max_failures=spec.max_failures),
             progress_reporter=_progress_table(spec, metric),
+            callbacks=callbacks,
             verbose=verbose,
         ),
     )
@@ -97,4 +107,5 @@ def _progress_table(spec: StudySpec, metric: str):
 
 def _trial_name(trial) -> str:
     config = trial.config["trial"]
-    return f"{config['model']['name']}-{config['optimizer']['name']}-{trial.trial_id}"
+    tag = f"-{config['tag']}" if config.get("tag") else ""
+    return f"{config['model']['name']}-{config['optimizer']['name']}{tag}-{trial.trial_id}"

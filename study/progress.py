@@ -1,34 +1,80 @@
-"""Progress bars for long loops (downloads, tokenization, reranking), quiet for short ones.
+"""The whole study's progress in the driver's console: trials done / running / pending, best so far.
 
-Inside a Ray worker the bar is Ray's tqdm_ray, which the driver renders in place of interleaved
-log lines; elsewhere it is plain tqdm. Loops shorter than `min_total` items show nothing, so smoke
-runs and tests stay quiet.
+Tune's table shows each trial; this line answers "how far is the study, and what leads". It prints
+when a trial starts, finishes or fails, and on results at most every `every_s` seconds.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from typing import TypeVar
+import math
+import time
+from dataclasses import dataclass
 
-T = TypeVar("T")
-
-
-def progress(items: Iterable[T], *, desc: str, total: int | None = None, min_total: int = 20_000, unit: str = "it") -> Iterator[T]:
-    if total is not None and total < min_total:
-        return iter(items)
-    return iter(_bar_class()(items, desc=desc, total=total, unit=unit, mininterval=5.0))
+from ray.tune import Callback
 
 
-def _bar_class():
-    try:
-        import ray
+@dataclass(frozen=True)
+class Best:
+    value: float
+    trial: str
+    epoch: int
 
-        if ray.is_initialized() and ray.get_runtime_context().worker.mode == ray.WORKER_MODE:
-            from ray.experimental.tqdm_ray import tqdm
 
-            return tqdm
-    except ImportError:
-        pass
-    from tqdm.auto import tqdm
+def progress_line(*, total: int, done: int, failed: int, running: int, metric: str, best: Best | None) -> str:
+    """One line: 'Study: 2/6 trials done (1 failed), 2 running, 2 pending; best <metric> = 0.71 (<trial>, epoch 3)'."""
+    pending = max(total - done - failed - running, 0)
+    finished = done + failed
+    failures = f" ({failed} failed)" if failed else ""
+    leader = f"best {metric} = {best.value:.4f} ({best.trial}, epoch {best.epoch})" if best else "no results yet"
+    return f"Study: {finished}/{total} trials done{failures}, {running} running, {pending} pending; {leader}"
 
-    return tqdm
+
+def better(value: float, best: Best | None, mode: str) -> bool:
+    if not math.isfinite(value):
+        return False
+    if best is None:
+        return True
+    return value > best.value if mode == "max" else value < best.value
+
+
+class StudyProgress(Callback):
+    """A Tune callback in the driver. It keeps its own count of trial states, because Tune calls
+    these hooks before it updates `trial.status`."""
+
+    def __init__(self, total_trials: int, metric: str, mode: str, *, every_s: float = 30.0):
+        self.total, self.metric, self.mode, self.every_s = total_trials, metric, mode, every_s
+        self.best: Best | None = None
+        self.states: dict[str, str] = {}  # trial id -> running | done | failed
+        self._printed_at = 0.0
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self.states[trial.trial_id] = "running"
+        self._print()
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        value = result.get(self.metric)
+        if isinstance(value, (int, float)) and better(float(value), self.best, self.mode):
+            self.best = Best(float(value), str(result.get("trial") or trial), int(result.get("epoch", -1)))
+        if time.monotonic() - self._printed_at >= self.every_s:
+            self._print()
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self.states[trial.trial_id] = "done"
+        self._print()
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self.states[trial.trial_id] = "failed"
+        self._print()
+
+    def _print(self) -> None:
+        states = list(self.states.values())
+        line = progress_line(
+            total=self.total,
+            done=states.count("done"),
+            failed=states.count("failed"),
+            running=states.count("running"),
+            metric=self.metric,
+            best=self.best,
+        )
+        print(line, flush=True)
+        self._printed_at = time.monotonic()

@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -32,6 +33,8 @@ class TrialResult:
     error: str
     trial_dir: str
     rows: list[dict] = field(default_factory=list)  # reported metrics, one dict per epoch
+    seed: int = 12
+    variant: str = ""  # the trial's tag without its seed part: trials that differ only in seed share it
 
 
 @dataclass(frozen=True)
@@ -62,9 +65,11 @@ def load_trials(study_dir: Path) -> list[TrialResult]:
         error = _error_message(trial_dir)
         done = bool(rows) and rows[-1]["epoch"] >= planned
         status = "finished" if done else ("failed" if error else "incomplete")
+        tag = spec.get("tag") or ""
+        seed = int(spec.get("training", {}).get("seed", 12))
         trials.append(
             TrialResult(
-                name=f"{spec['model']['name']}-{spec['optimizer']['name']}",
+                name=f"{spec['model']['name']}-{spec['optimizer']['name']}" + (f"-{tag}" if tag else ""),
                 model=spec["model"]["name"],
                 optimizer=spec["optimizer"]["name"],
                 checkpoint=spec["model"]["checkpoint"],
@@ -74,9 +79,11 @@ def load_trials(study_dir: Path) -> list[TrialResult]:
                 error=error if not done else "",
                 trial_dir=str(trial_dir),
                 rows=rows,
+                seed=seed,
+                variant=re.sub(rf"(^|_)s{seed}$", "", tag),
             )
         )
-    return sorted(trials, key=lambda t: (t.model, t.optimizer))
+    return sorted(trials, key=lambda t: (t.model, t.optimizer, t.variant, t.seed))
 
 
 def table_columns(evaluation: list[dict]) -> list[Column]:
@@ -92,14 +99,17 @@ def table_columns(evaluation: list[dict]) -> list[Column]:
 
 def summary_rows(trials: list[TrialResult], columns: list[Column]) -> list[dict]:
     rows = []
+    several_seeds = len({t.seed for t in trials}) > 1
     for trial in trials:
         label = trial.model + ("*" if trial.stand_in_for else "")
+        seed = {"Seed": trial.seed} if several_seeds else {}
         status = "ok" if trial.status == "finished" else f"{trial.status}: {trial.error}".rstrip(": ")
         for row in trial.rows or [{}]:
             rows.append(
                 {
                     "Model": label,
                     "Optimizer": trial.optimizer,
+                    **seed,
                     "Epoch": row.get("epoch", "-"),
                     **{c.header: row.get(c.key) for c in columns},
                     "Status": status,

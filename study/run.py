@@ -36,6 +36,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--name", help="study name (default: <grid>-<scale>-<timestamp>)")
     parser.add_argument("--max-concurrent", type=int, help="trials running at once (default: as resources allow)")
     parser.add_argument("--address", help="join an existing Ray cluster (auto | HOST:PORT | ray://HOST:10001)")
+    parser.add_argument(
+        "--seeds",
+        metavar="S,S,...",
+        help="repeat every trial once per seed, e.g. 12,13,14 (default: the grid's seed, 12); "
+        "tables then show mean +- 95%% CI",
+    )
+    parser.add_argument(
+        "--wandb",
+        default="off",
+        choices=("off", "offline", "online"),
+        help="log every trial to Weights & Biases, one run per trial grouped by study (default: off; "
+        "online without WANDB_API_KEY logs offline)",
+    )
     parser.add_argument("--print-spec", action="store_true", help="print the resolved study as YAML and exit")
     return parser
 
@@ -59,14 +72,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         preflight(spec)
+        if args.wandb != "off":
+            from study.tracking import check_wandb_installed
+
+            check_wandb_installed()
     except (RuntimeError, ValueError) as err:
         return _bad_input(err)
 
     print(describe(spec), flush=True)
     from study.orchestrate import run_study
+    from study.report import write_report
 
-    outcome = run_study(spec, address=args.address)
+    outcome = run_study(spec, address=args.address, wandb=args.wandb)
     print(report(outcome))
+    print(f"  report: {write_report(outcome.study_dir).markdown}")
     failed = [t for t in outcome.trials if t.status != "finished"]
     return 1 if failed else 0
 
@@ -84,6 +103,8 @@ def resolve_spec(args: argparse.Namespace):
         spec = grids.load_study_file(args.config)
     else:
         spec = grids.build_study(args.grid, scale=args.scale)
+    if args.seeds:
+        spec = grids.with_seeds(spec, _seeds(args.seeds))
     return grids.restrict(
         spec,
         models=models,
@@ -120,7 +141,7 @@ def describe(spec) -> str:
     for trial in spec.trials:
         stand_in = f"  [STAND-IN for {trial.model.stand_in_for}]" if trial.model.stand_in_for else ""
         lines.append(
-            f"  {trial.name:<18} {trial.model.checkpoint}  lr={trial.optimizer.lr:g} "
+            f"  {trial.name:<22} {trial.model.checkpoint}  lr={trial.optimizer.lr:g} "
             f"schedule={trial.schedule.name}/{trial.schedule.warmup_steps}{stand_in}"
         )
     return "\n".join(lines)
@@ -136,6 +157,13 @@ def report(outcome) -> str:
     lines += [f"  {kind}: {path}" for kind, path in outcome.paths.items()]
     lines.append(f"  run files: {outcome.study_dir}/<trial>/runs/<set>.epoch<N>.trec")
     return "\n".join(lines)
+
+
+def _seeds(text: str) -> list[int]:
+    try:
+        return [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise ValueError(f"--seeds expects comma-separated integers such as 12,13,14, but got {text!r}") from None
 
 
 def _split(values: Sequence[str] | None) -> list[str] | None:

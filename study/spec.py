@@ -205,10 +205,15 @@ class TrialSpec(_Spec):
     training: TrainingSpec = TrainingSpec()
     evaluation: tuple[EvalSetSpec, ...] = Field(min_length=1)
     resources: ResourcesSpec = ResourcesSpec()
+    tag: str = Field(
+        "",
+        pattern=r"^[A-Za-z0-9_.]*$",
+        description="tells apart trials of one model and optimizer (e.g. 's13' for seed 13); ends the name",
+    )
 
     @property
     def name(self) -> str:
-        return f"{self.model.name}-{self.optimizer.name}"
+        return f"{self.model.name}-{self.optimizer.name}" + (f"-{self.tag}" if self.tag else "")
 
     @model_validator(mode="after")
     def _unique_eval_sets(self) -> TrialSpec:
@@ -235,7 +240,7 @@ class StudySpec(_Spec):
         names = [t.name for t in self.trials]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
-            raise ValueError(f"trial names (model-optimizer) must be unique, but {duplicates} repeat")
+            raise ValueError(f"trial names (model-optimizer[-tag]) must be unique, but {duplicates} repeat")
         first = [e.name for e in self.trials[0].evaluation]
         for trial in self.trials[1:]:
             if [e.name for e in trial.evaluation] != first:

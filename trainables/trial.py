@@ -85,6 +85,7 @@ def run_trial(spec: TrialSpec, *, trial_dir: Path, report: Report, restore_from:
     def checkpoint_and_report(metrics: dict, progress: TrainingProgress) -> None:
         metrics |= _identity(spec) | {"epoch": progress.epoch, "global_step": progress.global_step}
         metrics["optimizer_state_bytes"] = optimizer_state_bytes(optimizer)
+        metrics["peak_memory_bytes"], metrics["peak_memory_source"] = peak_memory(device)
         with tempfile.TemporaryDirectory(prefix="ckpt-") as tmp:
             save_checkpoint(
                 Path(tmp),
@@ -143,7 +144,19 @@ def _identity(spec: TrialSpec) -> dict:
         "optimizer": spec.optimizer.name,
         "scale": spec.scale,
         "stand_in_for": spec.model.stand_in_for or "",
+        "seed": spec.training.seed,
     }
+
+
+def peak_memory(device: torch.device) -> tuple[int, str]:
+    """(bytes, source) of this process's peak memory so far: CUDA-allocated on a GPU, RSS on a CPU."""
+    if device.type == "cuda":
+        return int(torch.cuda.max_memory_allocated(device)), "cuda"
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return int(peak if sys.platform == "darwin" else peak * 1024), "cpu-rss"
 
 
 def _device(spec: TrialSpec) -> torch.device:

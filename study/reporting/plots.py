@@ -1,0 +1,143 @@
+"""Training-dynamics plots (PNG): the thesis's Figures 5.1-5.10 and every metric per epoch.
+
+Per model, Lion vs AdamW:
+- `<model>-training.png`: training loss, evaluation loss, learning rate and gradient norm over
+  training steps (from each trial's steps.jsonl and the per-epoch result rows), one line per seed;
+- `<model>-metrics-<set>.png`: every metric of one evaluation set per epoch (mean over seeds,
+  with the 95% interval as error bars when there are several).
+matplotlib's object API with the Agg canvas: no pyplot, no display, no global backend switch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from eval.measures import DISPLAY_NAMES, METRICS
+from study.reporting.study_data import StudyData, metric_value
+from study.results import TrialResult
+from study.stats import mean_ci
+
+COLORS = {"adamw": "tab:blue", "lion": "tab:orange"}  # colour = optimizer, marker = seed
+SEED_MARKERS = ("o", "s", "^", "D", "v", "P")
+STEP_LOG = "steps.jsonl"
+
+
+def write_plots(study: StudyData, out_dir: Path) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for model in study.models:
+        trials = [t for t in study.trials if t.model == model]
+        written.append(_save(_training_figure(model, trials, study.eval_sets), out_dir / f"{model}-training.png"))
+        for eval_set in study.eval_sets:
+            figure = _metrics_figure(model, trials, eval_set)
+            written.append(_save(figure, out_dir / f"{model}-metrics-{eval_set}.png"))
+    return written
+
+
+def read_steps(trial: TrialResult) -> list[dict]:
+    path = Path(trial.trial_dir) / STEP_LOG
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip().endswith("}")]
+
+
+def _training_figure(model: str, trials: list[TrialResult], eval_sets: tuple[str, ...]):
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(12, 8))
+    # fixed margins: a constrained layout draws every figure twice, doubling the time to save it
+    figure.subplots_adjust(left=0.07, right=0.98, bottom=0.07, top=0.91, wspace=0.22, hspace=0.3)
+    axes = figure.subplots(2, 2)
+    panels = {
+        "loss": (axes[0][0], "Training loss (cf. Figs 5.2, 5.6, 5.9)", "BCE loss"),
+        "eval_loss": (axes[0][1], "Evaluation loss (cf. Figs 5.1, 5.5, 5.8)", "BCE loss"),
+        "lr": (axes[1][0], "Learning rate (cf. Fig 5.3)", "learning rate"),
+        "grad_norm": (axes[1][1], "Gradient norm (cf. Figs 5.4, 5.7, 5.10)", "L2 norm before clipping"),
+    }
+    seeds = sorted({t.seed for t in trials})
+    for trial in trials:
+        label = trial.optimizer + (f" s{trial.seed}" if len(seeds) > 1 else "")
+        style = {
+            "color": COLORS.get(trial.optimizer),
+            "marker": SEED_MARKERS[seeds.index(trial.seed) % len(SEED_MARKERS)],
+        }
+        steps = read_steps(trial)
+        for key in ("loss", "lr", "grad_norm"):
+            points = [(s["step"], s[key]) for s in steps if _finite(s.get(key))]
+            if points:
+                panels[key][0].plot(*zip(*points), label=label, markersize=4, **style)
+        for eval_set, linestyle in zip(eval_sets, ("-", "--", ":", "-.")):
+            points = [
+                (row.get("global_step", 0), v)
+                for row in trial.rows
+                if (v := metric_value(row, f"{eval_set}/eval_loss")) is not None
+            ]
+            if points:
+                panels["eval_loss"][0].plot(*zip(*points), linestyle=linestyle, label=f"{label} ({eval_set})", **style)
+    for ax, title, ylabel in panels.values():
+        ax.set_title(title)
+        ax.set_xlabel("training step")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        if ax.has_data():
+            ax.legend(fontsize="small")
+        else:
+            ax.text(0.5, 0.5, "no data yet", ha="center", va="center", transform=ax.transAxes)
+    panels["lr"][0].ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
+    figure.suptitle(f"{_label(model, trials)}: Lion vs AdamW training dynamics")
+    return figure
+
+
+def _metrics_figure(model: str, trials: list[TrialResult], eval_set: str):
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    columns = 5
+    rows = -(-len(METRICS) // columns)
+    figure = Figure(figsize=(3.2 * columns, 2.6 * rows))
+    figure.subplots_adjust(left=0.04, right=0.99, bottom=0.08, top=0.9, wspace=0.3, hspace=0.55)
+    flat = [ax for row in figure.subplots(rows, columns, squeeze=False) for ax in row]
+    for ax in flat[len(METRICS) :]:
+        ax.set_visible(False)
+    for ax, metric in zip(flat, METRICS):
+        key = f"{eval_set}/{metric}"
+        for optimizer in dict.fromkeys(t.optimizer for t in trials):
+            mine = [t for t in trials if t.optimizer == optimizer]
+            epochs = sorted({row["epoch"] for t in mine for row in t.rows})
+            points = []
+            for epoch in epochs:
+                values = [
+                    v for t in mine for r in t.rows if r["epoch"] == epoch and (v := metric_value(r, key)) is not None
+                ]
+                if values:
+                    mean, half = mean_ci(values)
+                    points.append((epoch, mean, 0.0 if math.isnan(half) else half))
+            if points:
+                x, y, err = zip(*points)
+                ax.errorbar(x, y, yerr=err, color=COLORS.get(optimizer), marker="o", capsize=3, label=optimizer)
+        ax.set_title(DISPLAY_NAMES.get(metric, metric))
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    if flat[0].has_data():
+        flat[0].legend(fontsize="small")
+    figure.suptitle(f"{_label(model, trials)}: every metric on {eval_set} per epoch (epoch 0 = before training)")
+    return figure
+
+
+def _label(model: str, trials: list[TrialResult]) -> str:
+    stand_in = next((t for t in trials if t.stand_in_for), None)
+    return f"{model} (stand-in {stand_in.checkpoint} for {stand_in.stand_in_for})" if stand_in else model
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def _save(figure, path: Path) -> Path:
+    tmp = path.with_name(path.stem + ".tmp.png")
+    figure.savefig(tmp, dpi=100)
+    tmp.replace(path)
+    return path

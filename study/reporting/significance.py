@@ -1,0 +1,235 @@
+"""Lion vs AdamW, per model and epoch: paired tests over queries on the saved per-query values.
+
+Each comparison pairs the two optimizers' values of one metric on the same queries
+(`<trial>/per_query/<set>.epoch<N>.json`), trained with the same seed. With several seeds there is
+one comparison per seed plus one on each query's mean over the seeds both optimizers ran. The
+family for Holm's correction is one model at one epoch: every metric reported x every seed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from eval.measures import DISPLAY_NAMES
+from study.reporting.study_data import StudyData
+from study.reporting.tables import Grid
+from study.stats import holm, paired_t_test, randomization_test
+
+ALPHA = 0.05
+BASELINE, CHALLENGER = "adamw", "lion"
+
+
+@dataclass(frozen=True)
+class Comparison:
+    model: str  # with a YAML study's variant tag in brackets, if any
+    epoch: int
+    seeds: str  # "12", or "12,13 (query means)"
+    eval_set: str
+    metric: str
+    n_queries: int
+    adamw: float  # mean over queries
+    lion: float
+    t_p: float
+    randomization_p: float
+    t_p_holm: float = math.nan
+    randomization_p_holm: float = math.nan
+
+    @property
+    def difference(self) -> float:
+        return self.lion - self.adamw
+
+    @property
+    def verdict(self) -> str:
+        t, r = self.t_p_holm < ALPHA, self.randomization_p_holm < ALPHA
+        if t and r:
+            return "significant"
+        if t or r:
+            return "t-test only" if t else "randomization only"
+        return "not significant"
+
+
+def compare_optimizers(
+    study: StudyData, metrics: list[tuple[str, str]], *, n_resamples: int = 10_000
+) -> list[Comparison]:
+    """Every Lion vs AdamW comparison the per-query files allow, Holm-adjusted per model and epoch."""
+    comparisons: list[Comparison] = []
+    settings = dict.fromkeys((t.model, t.variant) for t in study.trials)
+    for model, variant in settings:
+        label = model + (f" [{variant}]" if variant else "")
+        trials = {(t.optimizer, t.seed): t for t in study.trials if (t.model, t.variant) == (model, variant)}
+        seeds = sorted(s for (o, s) in trials if o == BASELINE and (CHALLENGER, s) in trials)
+        epochs = sorted(
+            {row["epoch"] for s in seeds for o in (BASELINE, CHALLENGER) for row in trials[(o, s)].rows} - {0}
+        )
+        for epoch in epochs:
+            family = []
+            for role, metric in metrics:
+                eval_set = study.eval_set(role)
+                per_seed = {}
+                for seed in seeds:
+                    pair = [
+                        _per_query(trials[(o, seed)].trial_dir, eval_set, epoch, metric) for o in (BASELINE, CHALLENGER)
+                    ]
+                    if all(pair) and set(pair[0]) & set(pair[1]):
+                        per_seed[seed] = pair
+                        family.append(_compare(label, epoch, str(seed), eval_set, metric, *pair, n_resamples))
+                if len(per_seed) > 1:
+                    seeds_label = ",".join(map(str, per_seed)) + " (query means)"
+                    means = [_query_means([p[i] for p in per_seed.values()]) for i in (0, 1)]
+                    family.append(_compare(label, epoch, seeds_label, eval_set, metric, *means, n_resamples))
+            comparisons += _holm_adjusted(family)
+    return comparisons
+
+
+def summary_lines(comparisons: list[Comparison]) -> list[str]:
+    """Plain statements of what is and is not significant at ALPHA after Holm's correction."""
+    if not comparisons:
+        return ["No Lion vs AdamW comparison is possible yet: no model has both optimizers evaluated after training."]
+    lines = []
+    for model in dict.fromkeys(c.model for c in comparisons):
+        mine = [c for c in comparisons if c.model == model]
+        both = [c for c in mine if c.verdict == "significant"]
+        one = [c for c in mine if c.verdict in ("t-test only", "randomization only")]
+        if not both:
+            lines.append(
+                f"{model}: none of {len(mine)} differences is significant at {ALPHA} by both tests: "
+                "these queries give no evidence that Lion and AdamW differ."
+            )
+        else:
+            lion = sum(c.difference > 0 for c in both)
+            direction = ", ".join(
+                f"{who} higher in {n}" for who, n in (("Lion", lion), ("AdamW", len(both) - lion)) if n
+            )
+            lines.append(
+                f"{model}: {len(both)} of {len(mine)} differences are significant at {ALPHA} by both tests "
+                f"({direction}): {_where(both)}."
+            )
+        others = len(mine) - len(both) - len(one)
+        one_text = f"{len(one)} by one test only (weak evidence: {_where(one)}); " if one else ""
+        lines.append(f"  {one_text}{others} not significant.")
+    return lines
+
+
+def _where(comparisons: list[Comparison]) -> str:
+    """'epoch 1: nDCG@10 (Lion; s12, seed mean), MAP (AdamW; s13); epoch 2: ...'"""
+    by_epoch: dict[int, dict[tuple[str, str], list[str]]] = {}
+    for c in comparisons:
+        winner = "Lion" if c.difference > 0 else "AdamW"
+        seed = "seed mean" if "query means" in c.seeds else f"s{c.seeds}"
+        by_epoch.setdefault(c.epoch, {}).setdefault((DISPLAY_NAMES.get(c.metric, c.metric), winner), []).append(seed)
+    return "; ".join(
+        f"epoch {epoch}: "
+        + ", ".join(f"{metric} ({winner}; {', '.join(seeds)})" for (metric, winner), seeds in cells.items())
+        for epoch, cells in sorted(by_epoch.items())
+    )
+
+
+def _compare(model, epoch, seeds, eval_set, metric, adamw: dict, lion: dict, n_resamples: int) -> Comparison:
+    queries = sorted(set(adamw) & set(lion))
+    a = [adamw[q] for q in queries]
+    b = [lion[q] for q in queries]
+    return Comparison(
+        model,
+        epoch,
+        seeds,
+        eval_set,
+        metric,
+        len(queries),
+        adamw=sum(a) / len(a),
+        lion=sum(b) / len(b),
+        t_p=paired_t_test(b, a) if len(queries) > 1 else math.nan,
+        randomization_p=randomization_test(b, a, n_resamples=n_resamples),
+    )
+
+
+def _holm_adjusted(family: list[Comparison]) -> list[Comparison]:
+    out = list(family)
+    for field in ("t_p", "randomization_p"):
+        index = [i for i, c in enumerate(out) if not math.isnan(getattr(c, field))]
+        adjusted = holm([getattr(out[i], field) for i in index])
+        for i, p in zip(index, adjusted):
+            out[i] = replace(out[i], **{f"{field}_holm": p})
+    return out
+
+
+def _per_query(trial_dir: str, eval_set: str, epoch: int, metric: str) -> dict[str, float] | None:
+    path = Path(trial_dir) / "per_query" / f"{eval_set}.epoch{epoch}.json"
+    if not path.exists():
+        return None
+    values = json.loads(path.read_text()).get(metric)
+    return values or None
+
+
+def _query_means(runs: list[dict[str, float]]) -> dict[str, float]:
+    queries = set.intersection(*(set(r) for r in runs))
+    return {q: sum(r[q] for r in runs) / len(runs) for q in queries}
+
+
+def significance_grid(comparisons: list[Comparison]) -> Grid:
+    grid = Grid(
+        "Significance",
+        f"Lion vs AdamW, paired over queries; p-values two-sided, Holm-corrected per model and epoch (alpha {ALPHA})",
+        [
+            "Model",
+            "Epoch",
+            "Seed",
+            "Metric",
+            "Queries",
+            "AdamW",
+            "Lion",
+            "Δ (Lion-AdamW)",
+            "p t-test",
+            "p rand.",
+            "p t-test (Holm)",
+            "p rand. (Holm)",
+            "Verdict",
+        ],
+    )
+    for i, c in enumerate(comparisons):
+        grid.rows.append(
+            [
+                c.model,
+                str(c.epoch),
+                c.seeds,
+                DISPLAY_NAMES.get(c.metric, c.metric),
+                str(c.n_queries),
+                f"{c.adamw:.4f}",
+                f"{c.lion:.4f}",
+                f"{c.difference:+.4f}",
+                _p(c.t_p),
+                _p(c.randomization_p),
+                _p(c.t_p_holm),
+                _p(c.randomization_p_holm),
+                c.verdict,
+            ]
+        )
+        if c.verdict == "significant":
+            grid.marked.add((i, 12))
+        grid.csv_rows.append(
+            {
+                "model": c.model,
+                "epoch": c.epoch,
+                "seeds": c.seeds,
+                "eval_set": c.eval_set,
+                "metric": c.metric,
+                "n_queries": c.n_queries,
+                "adamw": c.adamw,
+                "lion": c.lion,
+                "difference": c.difference,
+                "t_p": c.t_p,
+                "randomization_p": c.randomization_p,
+                "t_p_holm": c.t_p_holm,
+                "randomization_p_holm": c.randomization_p_holm,
+                "verdict": c.verdict,
+            }
+        )
+    return grid
+
+
+def _p(p: float) -> str:
+    if math.isnan(p):
+        return "-"
+    return f"{p:.2e}" if p < 0.001 else f"{p:.3f}"

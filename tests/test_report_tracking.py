@@ -1,0 +1,62 @@
+"""Study progress lines and the W&B side channel's guards (no Ray cluster needed)."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from study.progress import Best, better, progress_line
+
+
+def test_progress_line_counts_the_whole_study():
+    line = progress_line(
+        total=12, done=5, failed=1, running=2, metric="dl/nDCG@10", best=Best(0.7127, "minilm-adamw-s13", 3)
+    )
+    assert (
+        line == "Study: 6/12 trials done (1 failed), 2 running, 4 pending; "
+        "best dl/nDCG@10 = 0.7127 (minilm-adamw-s13, epoch 3)"
+    )
+    assert progress_line(total=6, done=0, failed=0, running=0, metric="m", best=None).endswith(
+        "6 pending; no results yet"
+    )
+
+
+def test_best_so_far_follows_the_metric_direction():
+    best = Best(0.5, "a", 1)
+    assert better(0.6, best, "max") and not better(0.4, best, "max")
+    assert better(0.4, best, "min") and better(0.1, None, "max")
+    assert not better(float("nan"), None, "max")
+
+
+@pytest.fixture
+def no_wandb_credentials(tmp_path, monkeypatch):
+    for name in ("WANDB_API_KEY", "WANDB_MODE", "WANDB_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc, no ~/.config/wandb
+    monkeypatch.setenv("NETRC", str(tmp_path / ".netrc"))
+
+
+def test_online_without_an_api_key_logs_offline(no_wandb_credentials, capsys):
+    from study.tracking import GuardedWandbCallback, api_key_available, wandb_callbacks
+
+    assert not api_key_available()
+    [callback] = wandb_callbacks("online", study_name="s")
+    assert isinstance(callback, GuardedWandbCallback) and callback.kwargs["mode"] == "offline"
+    assert callback.group == "s"
+    assert "no API key" in capsys.readouterr().out
+    assert wandb_callbacks("off", study_name="s") == []
+    with pytest.raises(ValueError, match="unknown --wandb mode 'ofline'. Did you mean 'offline'"):
+        wandb_callbacks("ofline", study_name="s")
+
+
+def test_a_wandb_failure_is_logged_once_and_never_raised(no_wandb_credentials, caplog):
+    from study.tracking import GuardedWandbCallback
+
+    callback = GuardedWandbCallback(project="p", group="g", mode="online")
+    with caplog.at_level(logging.WARNING, logger="study.tracking"):
+        callback.setup()  # Ray's setup finds no API key and raises; the guard keeps the study going
+        callback.on_trial_result(iteration=1, trials=[], trial=None, result={})  # skipped from now on
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1 and "W&B tracking stopped after ValueError: No WandB API key found" in warnings[0]
+    assert "The study goes on; its results are on disk." in warnings[0]
