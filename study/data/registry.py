@@ -21,6 +21,8 @@ EXTERNAL: dict[str, str] = {
     "trec-dl-2019": "TREC DL 2019 passage: 43 judged queries, NIST qrels, official BM25 top-1000",
     "msmarco-v1.1-qna-dev": "MS MARCO v1.1 QnA validation split (Hugging Face microsoft/ms_marco, v1.1)",
     "msmarco-dev-small-top1000": "MS MARCO passage dev/small, reranking the official BM25 top-1000",
+    "msmarco-dev-validation": "a fixed slice of MS MARCO passage dev queries outside dev/small, for "
+    "hyperparameter selection (--search)",
 }
 
 
