@@ -185,7 +185,18 @@ def run_search(spec: SearchSpec, *, address: str | None = None, verbose: int = 1
         _fit_pair(spec, pair, directory, storage, verbose=verbose)
         if len(finished_trials(storage, spec, pair)) < spec.num_samples:
             return SearchOutcome(directory, complete=False)
+        _fail_orphans(storage, spec, pair)
     return finalize(spec, storage)
+
+
+def _fail_orphans(storage, spec: SearchSpec, pair: SearchPair) -> None:
+    """Optuna trials still running after the pair's search ended were asked by a driver that was
+    killed before Tune saved its state; they never ran to the end, so they are marked failed."""
+    import optuna
+
+    study = optuna.load_study(study_name=spec.optuna_study_name(pair), storage=storage)
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
 
 
 def _fit_pair(spec: SearchSpec, pair: SearchPair, directory: Path, storage, *, verbose: int) -> None:
