@@ -360,7 +360,8 @@ def _describe(trial: SearchTrial, epoch: int, value: float, spec: SearchSpec) ->
 
 
 def _evaluate_on_test_sets(spec: SearchSpec, jobs: list[tuple[SearchTrial, int, list[dict]]], notes: list[str]) -> None:
-    """One Ray task per checkpoint, with the trial's resources (a GPU where the trial had one)."""
+    """Evaluate each selected checkpoint once: in a Ray task holding the trial's GPU where it had one,
+    else here (this process has the libraries loaded already; a fresh worker would import them again)."""
     import ray
 
     from trainables.evaluate_checkpoint import evaluate_checkpoint
@@ -374,11 +375,15 @@ def _evaluate_on_test_sets(spec: SearchSpec, jobs: list[tuple[SearchTrial, int, 
         trial_spec = TrialSpec.model_validate(json.loads((Path(trial.result.trial_dir) / "params.json").read_text())["trial"])
         tag = f"{trial.pair}-n{trial.optuna_trial:03d}-epoch{epoch}"
         out_dir = study_dir(spec) / FINAL_DIR / tag
-        task = ray.remote(num_cpus=trial_spec.resources.cpus, num_gpus=trial_spec.resources.gpus)(evaluate_checkpoint)
-        ref = task.remote(trial_spec, checkpoint, list(spec.test_sets), out_dir=out_dir, run_tag=tag, epoch=epoch)
-        pending.append((ref, out_dir, described))
-    for ref, out_dir, described in pending:
-        metrics = ray.get(ref)
+        args = (trial_spec, checkpoint, list(spec.test_sets))
+        kwargs = {"out_dir": out_dir, "run_tag": tag, "epoch": epoch}
+        if trial_spec.resources.gpus > 0:
+            task = ray.remote(num_cpus=trial_spec.resources.cpus, num_gpus=trial_spec.resources.gpus)(evaluate_checkpoint)
+            pending.append((task.remote(*args, **kwargs), out_dir, described))
+        else:
+            pending.append((evaluate_checkpoint(*args, **kwargs), out_dir, described))
+    for result, out_dir, described in pending:
+        metrics = ray.get(result) if isinstance(result, ray.ObjectRef) else result
         for entry in described:
             entry["test"] = metrics
             entry["test_dir"] = str(out_dir)
