@@ -18,7 +18,7 @@ from study.search_spec import build_search, study_dir
 pytestmark = pytest.mark.ray
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # session scope and listed first: a skip does not start Ray
 def postgres_url() -> str:
     url = os.environ.get("STUDY_TEST_PG_URL")
     if not url:
@@ -29,7 +29,7 @@ def postgres_url() -> str:
     return url
 
 
-def test_search_keeps_its_optuna_study_in_postgres_with_parallel_trials(ray_cluster, postgres_url, tmp_path):
+def test_search_keeps_its_optuna_study_in_postgres_with_parallel_trials(postgres_url, ray_cluster, tmp_path):
     import optuna
 
     from study.search import open_storage, run_search
