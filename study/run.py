@@ -10,6 +10,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from study import search_cli
+
 EXIT_BAD_INPUT = 2
 
 
@@ -23,9 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--grid", help="a built-in grid: thesis (the thesis's 3 models x {AdamW, Lion})")
     source.add_argument("--config", metavar="STUDY.yaml", help="a study spec in YAML (see --print-spec)")
+    source.add_argument("--search", metavar="optuna", help="a hyperparameter search around the thesis grid")
     parser.add_argument(
         "--scale",
-        default="full",
         help="smoke (tiny stand-ins, minutes on a CPU) | demo (real MiniLM weights, offline) | "
         "full (the thesis's models and data; default)",
     )
@@ -50,11 +52,14 @@ def build_parser() -> argparse.ArgumentParser:
         "online without WANDB_API_KEY logs offline)",
     )
     parser.add_argument("--print-spec", action="store_true", help="print the resolved study as YAML and exit")
+    search_cli.add_search_arguments(parser)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.search is not None:
+        return search_cli.main(args)
     try:
         spec = resolve_spec(args)
     except Exception as err:  # noqa: BLE001 -- every bad input becomes one paragraph and exit 2
@@ -93,6 +98,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def resolve_spec(args: argparse.Namespace):
     from study import grids
 
+    if search_cli.search_options_given(args):
+        raise ValueError(f"{', '.join(search_cli.search_options_given(args))} only apply to --search")
     models = _split(args.models)
     optimizers = _split(args.optimizers)
     if args.epochs is not None and args.epochs < 1:
@@ -102,7 +109,7 @@ def resolve_spec(args: argparse.Namespace):
     if args.config:
         spec = grids.load_study_file(args.config)
     else:
-        spec = grids.build_study(args.grid, scale=args.scale)
+        spec = grids.build_study(args.grid, scale=args.scale or "full")
     if args.seeds:
         spec = grids.with_seeds(spec, _seeds(args.seeds))
     return grids.restrict(

@@ -93,6 +93,8 @@ def check_available(evaluation: list[EvalSetSpec], training: TrainDataSpec) -> N
     needs: set[str] = set()
     for spec in evaluation:
         check_eval_set(spec)
+        if spec.files is None and spec.name in msmarco.NOT_BUILT:
+            msmarco.download_eval_set(spec.name)  # raises, saying what is missing
         if spec.files is None and spec.name in msmarco.NAMED_SETS:
             needs.add("datasets" if spec.name == "msmarco-v1.1-qna-dev" else "ir_datasets")
     if training.source == msmarco.TRAIN_SOURCE and training.file is None:

@@ -1,0 +1,389 @@
+"""Run a SearchSpec on Ray Tune: Optuna proposes, ASHA stops early, the study directory keeps it all.
+
+Per model x optimizer, one Tune experiment (`<study>/<model>-<optimizer>/`) driven by Tune's
+OptunaSearch over that pair's define-by-run space with a seeded multivariate TPE sampler; the
+thesis settings are enqueued as the first point. Early stopping belongs to ASHA alone (OptunaSearch
+gives its study a no-op pruner), on the validation metric after every epoch. The Optuna study lives
+in persistent storage (SQLite in the study directory, or an RDB URL) and Tune's experiment state
+holds the searcher's state, so `--resume` continues an interrupted search without re-running
+finished trials. Afterwards the best configuration of each pair, selected on the validation set,
+is evaluated on the test sets (study/search_report.py writes the outputs).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from eval.measures import PRIMARY_MODE
+from search_spaces import optuna_spaces as spaces
+from study import results
+from study.search_spec import SearchPair, SearchSpec, study_dir
+from study.spec import TrialSpec
+
+if TYPE_CHECKING:
+    import optuna
+
+FINAL_DIR = "final"  # test-set evaluations of the selected checkpoints
+
+
+class TrialSpecSpace:
+    """The define-by-run function OptunaSearch calls: the pair's space, then its trial spec.
+
+    Returns the validated TrialSpec under "trial" (what the unchanged trainable reads) and the
+    Optuna trial number; OptunaSearch adds the sampled values themselves to the config.
+    """
+
+    def __init__(self, pair: SearchPair) -> None:
+        self.space = spaces.SPACES[pair.trial.optimizer.name]
+        self.ranges = pair.space_ranges()
+        self.base = pair.trial.model_dump(mode="json")
+
+    def __call__(self, trial: optuna.Trial) -> dict[str, Any]:
+        params = self.space(trial, self.ranges)
+        spec = TrialSpec.model_validate(spaces.apply_params(self.base, params))
+        return {"trial": spec.model_dump(mode="json"), "optuna_trial": trial.number}
+
+
+def startup_trials(num_samples: int) -> int:
+    """Random proposals before TPE takes over: Optuna's default 10, a third of a small budget."""
+    return min(10, max(2, num_samples // 3))
+
+
+def build_searcher(spec: SearchSpec, pair: SearchPair, *, storage: optuna.storages.BaseStorage | None = None):
+    """Tune's OptunaSearch for one pair: seeded multivariate TPE, thesis point first, no pruner."""
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # `group` is marked experimental
+        sampler = optuna.samplers.TPESampler(
+            seed=spec.seed,
+            multivariate=True,
+            group=True,  # joint TPE over the parameters that appear together
+            constant_liar=True,  # parallel trials do not all propose the same point
+            n_startup_trials=startup_trials(spec.num_samples),
+        )
+    return OptunaSearch(
+        space=TrialSpecSpace(pair),
+        metric=spec.metric_key,
+        mode=PRIMARY_MODE,
+        points_to_evaluate=[dict(pair.thesis_point)],
+        sampler=sampler,
+        study_name=spec.optuna_study_name(pair),
+        storage=storage,
+    )
+
+
+def build_scheduler(spec: SearchSpec, pair: SearchPair):
+    """ASHA on the validation metric after every epoch (grace period: one epoch), or FIFO."""
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    if spec.scheduler == "fifo":
+        return FIFOScheduler()
+    return ASHAScheduler(
+        time_attr="epoch",  # epoch 0 (before training) is reported too; rungs start at epoch 1
+        metric=spec.metric_key,
+        mode=PRIMARY_MODE,
+        max_t=pair.trial.training.epochs,
+        grace_period=1,
+        reduction_factor=2,
+    )
+
+
+def open_storage(url: str):
+    """The Optuna RDB storage at `url`; ValueError (password hidden) when it cannot be opened."""
+    import optuna
+
+    from study.search_spec import display_url
+
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return optuna.storages.RDBStorage(_with_driver(url), engine_kwargs=_engine_kwargs(url))
+    except Exception as err:  # noqa: BLE001 -- any driver error means: cannot open it
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        hint = " (install the PostgreSQL driver: pip install -e '.[search]')" if isinstance(err, ImportError) else ""
+        raise ValueError(f"cannot open the Optuna storage {display_url(url)}: {reason}{hint}") from None
+
+
+def _with_driver(url: str) -> str:
+    # One PostgreSQL driver whatever SQLAlchemy's default: psycopg 3 (the `search` extra installs it).
+    return "postgresql+psycopg://" + url.removeprefix("postgresql://") if url.startswith("postgresql://") else url
+
+
+def _engine_kwargs(url: str) -> dict:
+    # SQLite: wait for a lock instead of failing (a dashboard may be reading it).
+    return {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
+
+
+def finished_trials(storage, spec: SearchSpec, pair: SearchPair) -> list[optuna.trial.FrozenTrial]:
+    """The pair's Optuna trials that ended (complete, pruned or failed); [] before it started."""
+    import optuna
+
+    try:
+        study = optuna.load_study(study_name=spec.optuna_study_name(pair), storage=storage)
+    except KeyError:
+        return []
+    done = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
+    return study.get_trials(deepcopy=False, states=done)
+
+
+def check_storage_for(spec: SearchSpec, *, resume: bool) -> None:
+    """Before Ray starts: the storage opens, and holds this search's studies iff resuming."""
+    import optuna
+
+    storage = open_storage(spec.optuna_storage)
+    names = {s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
+    ours = [spec.optuna_study_name(p) for p in spec.pairs]
+    existing = [n for n in ours if n in names]
+    if existing and not resume:
+        raise ValueError(
+            f"the Optuna storage already holds {', '.join(existing)}; pass --resume to continue that "
+            "search, or choose another --name"
+        )
+    started = [p for p in spec.pairs if (study_dir(spec) / p.name).is_dir()]
+    lost = [spec.optuna_study_name(p) for p in started if spec.optuna_study_name(p) not in names]
+    if resume and lost:
+        raise ValueError(
+            f"--resume expects the Optuna storage of search {spec.name} to hold {', '.join(lost)}, but it does "
+            "not; was the database removed or replaced?"
+        )
+
+
+@dataclass
+class SearchOutcome:
+    study_dir: Path
+    complete: bool  # False: interrupted; `--resume` continues it
+    pairs: list[dict] = field(default_factory=list)  # per model x optimizer: thesis and selected results
+    paths: dict[str, Path] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def run_search(spec: SearchSpec, *, address: str | None = None, verbose: int = 1) -> SearchOutcome:
+    """Run (or continue) every pair's search, then select, evaluate on the test sets and report."""
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    import optuna
+
+    from study.ray_cluster import connect
+    from study.search_spec import save
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    directory = study_dir(spec)
+    save(spec, directory)
+    print(connect(address), flush=True)
+
+    storage = open_storage(spec.optuna_storage)
+    for pair in spec.pairs:
+        if len(finished_trials(storage, spec, pair)) >= spec.num_samples:
+            continue  # finished before an interruption
+        _fit_pair(spec, pair, directory, storage, verbose=verbose)
+        if len(finished_trials(storage, spec, pair)) < spec.num_samples:
+            return SearchOutcome(directory, complete=False)
+        _fail_orphans(storage, spec, pair)
+    return finalize(spec, storage)
+
+
+def _fail_orphans(storage, spec: SearchSpec, pair: SearchPair) -> None:
+    """Optuna trials still running after the pair's search ended were asked by a driver that was
+    killed before Tune saved its state; they never ran to the end, so they are marked failed."""
+    import optuna
+
+    study = optuna.load_study(study_name=spec.optuna_study_name(pair), storage=storage)
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+
+
+def _fit_pair(spec: SearchSpec, pair: SearchPair, directory: Path, storage, *, verbose: int) -> None:
+    from ray import tune
+
+    from trainables.reranker import train_reranker, trial_resources
+
+    trainable = tune.with_resources(train_reranker, trial_resources)
+    experiment = directory / pair.name
+    if tune.Tuner.can_restore(experiment):
+        # Tune restores the searcher (TPE state, Optuna trials in flight), the scheduler and every
+        # trial: finished ones stay finished, interrupted ones continue from their last checkpoint.
+        tuner = tune.Tuner.restore(str(experiment), trainable=trainable, resume_unfinished=True)
+    else:
+        tuner = tune.Tuner(
+            trainable,
+            tune_config=tune.TuneConfig(
+                search_alg=build_searcher(spec, pair, storage=storage),
+                scheduler=build_scheduler(spec, pair),
+                num_samples=spec.num_samples,
+                max_concurrent_trials=spec.max_concurrent,
+                trial_name_creator=_trial_name,
+                trial_dirname_creator=_trial_name,
+            ),
+            run_config=tune.RunConfig(
+                name=pair.name,
+                storage_path=str(directory),
+                checkpoint_config=tune.CheckpointConfig(
+                    num_to_keep=spec.checkpoints_to_keep,
+                    checkpoint_score_attribute=spec.metric_key,
+                    checkpoint_score_order=PRIMARY_MODE,
+                ),
+                failure_config=tune.FailureConfig(max_failures=0),
+                progress_reporter=_progress_table(spec),
+                verbose=verbose,
+            ),
+        )
+    tuner.fit()
+
+
+def _trial_name(trial) -> str:
+    config = trial.config["trial"]
+    return f"{config['model']['name']}-{config['optimizer']['name']}-n{trial.config['optuna_trial']:03d}-{trial.trial_id}"
+
+
+def _progress_table(spec: SearchSpec):
+    from ray.tune import CLIReporter
+
+    return CLIReporter(
+        metric_columns={"epoch": "epoch", "train_loss": "train loss", spec.metric_key: f"{spec.metric} (validation)"},
+        parameter_columns={"optuna_trial": "#", **{name: name for name in spaces.HYPERPARAMETERS}},
+        metric=spec.metric_key,
+        mode=PRIMARY_MODE,
+        sort_by_metric=True,
+        max_report_frequency=30,
+    )
+
+
+# ---- after the search: select on validation, report on test ------------------------------------
+
+
+@dataclass(frozen=True)
+class SearchTrial:
+    """One Tune trial of a search, read back from its directory."""
+
+    pair: str
+    optuna_trial: int
+    params: dict[str, Any]
+    result: results.TrialResult
+    is_thesis: bool
+
+    def best_epoch(self, metric_key: str) -> tuple[float, int] | None:
+        scored = [(row[metric_key], row["epoch"]) for row in self.result.rows if row.get(metric_key) is not None]
+        # highest value; on a tie the earlier epoch
+        return max(scored, key=lambda item: (item[0], -item[1])) if scored else None
+
+
+def load_search_trials(spec: SearchSpec, pair: SearchPair) -> list[SearchTrial]:
+    trials = []
+    for result in results.load_trials(study_dir(spec) / pair.name):
+        config = json.loads((Path(result.trial_dir) / "params.json").read_text())
+        params = {name: config[name] for name in spaces.HYPERPARAMETERS}
+        trials.append(
+            SearchTrial(pair.name, int(config["optuna_trial"]), params, result, params == pair.thesis_point)
+        )
+    return sorted(trials, key=lambda t: t.optuna_trial)
+
+
+def select_best(trials: list[SearchTrial], metric_key: str) -> tuple[SearchTrial, int, float] | None:
+    """The (trial, epoch) with the best validation value; ties go to the thesis, then earlier trials."""
+    candidates = []
+    for trial in trials:
+        best = trial.best_epoch(metric_key)
+        if best is not None:
+            candidates.append((best[0], trial.is_thesis, -trial.optuna_trial, trial, best[1]))
+    if not candidates:
+        return None
+    value, _, _, trial, epoch = max(candidates, key=lambda c: c[:3])
+    return trial, epoch, value
+
+
+def checkpoint_of(trial: SearchTrial, epoch: int) -> Path | None:
+    """The kept checkpoint of that epoch (Tune keeps the best few by the validation metric)."""
+    for row in trial.result.rows:
+        name = row.get("checkpoint_dir_name")
+        if row["epoch"] == epoch and name and (Path(trial.result.trial_dir) / name).is_dir():
+            return Path(trial.result.trial_dir) / name
+    return None
+
+
+def finalize(spec: SearchSpec, storage=None) -> SearchOutcome:
+    """Select per pair on validation, evaluate thesis and selected checkpoints on the test sets, report."""
+    import optuna
+
+    from study import search_report
+
+    storage = storage or open_storage(spec.optuna_storage)
+    directory = study_dir(spec)
+    outcome = SearchOutcome(directory, complete=True)
+    all_trials: list[SearchTrial] = []
+    jobs: dict[tuple[str, int, int], tuple[SearchTrial, int, list[dict]]] = {}
+    for pair in spec.pairs:
+        trials = load_search_trials(spec, pair)
+        all_trials += trials
+        entry: dict[str, Any] = {"pair": pair.name, "model": pair.trial.model.name, "optimizer": pair.trial.optimizer.name}
+        outcome.pairs.append(entry)
+        thesis = next((t for t in trials if t.is_thesis), None)
+        for role, picked in (("thesis", _with_best_epoch(thesis, spec)), ("selected", select_best(trials, spec.metric_key))):
+            if picked is None:
+                outcome.notes.append(f"{pair.name}: no {role} trial has a validation result")
+                continue
+            trial, epoch, value = picked
+            entry[role] = _describe(trial, epoch, value, spec)
+            # the thesis point may be the selected one: evaluate each checkpoint once
+            jobs.setdefault((pair.name, trial.optuna_trial, epoch), (trial, epoch, []))[2].append(entry[role])
+    _evaluate_on_test_sets(spec, list(jobs.values()), outcome.notes)
+
+    studies = {
+        pair.name: optuna.load_study(study_name=spec.optuna_study_name(pair), storage=storage) for pair in spec.pairs
+    }
+    outcome.paths = search_report.write_outputs(spec, directory, outcome.pairs, all_trials, studies, outcome.notes)
+    return outcome
+
+
+def _with_best_epoch(trial: SearchTrial | None, spec: SearchSpec) -> tuple[SearchTrial, int, float] | None:
+    best = trial.best_epoch(spec.metric_key) if trial else None
+    return (trial, best[1], best[0]) if best else None
+
+
+def _describe(trial: SearchTrial, epoch: int, value: float, spec: SearchSpec) -> dict[str, Any]:
+    return {
+        "optuna_trial": trial.optuna_trial,
+        "is_thesis": trial.is_thesis,
+        "params": trial.params,
+        "epoch": epoch,
+        "selected_on": spec.validation_set,
+        "validation": {spec.metric_key: value},
+        "trial_dir": trial.result.trial_dir,
+        "test": {},
+    }
+
+
+def _evaluate_on_test_sets(spec: SearchSpec, jobs: list[tuple[SearchTrial, int, list[dict]]], notes: list[str]) -> None:
+    """Evaluate each selected checkpoint once: in a Ray task holding the trial's GPU where it had one,
+    else here (this process has the libraries loaded already; a fresh worker would import them again)."""
+    import ray
+
+    from trainables.evaluate_checkpoint import evaluate_checkpoint
+
+    pending = []
+    for trial, epoch, described in jobs:
+        checkpoint = checkpoint_of(trial, epoch)
+        if checkpoint is None:
+            notes.append(f"{trial.pair}: the checkpoint of trial {trial.optuna_trial}, epoch {epoch} was not kept")
+            continue
+        trial_spec = TrialSpec.model_validate(json.loads((Path(trial.result.trial_dir) / "params.json").read_text())["trial"])
+        tag = f"{trial.pair}-n{trial.optuna_trial:03d}-epoch{epoch}"
+        out_dir = study_dir(spec) / FINAL_DIR / tag
+        args = (trial_spec, checkpoint, list(spec.test_sets))
+        kwargs = {"out_dir": out_dir, "run_tag": tag, "epoch": epoch}
+        if trial_spec.resources.gpus > 0:
+            task = ray.remote(num_cpus=trial_spec.resources.cpus, num_gpus=trial_spec.resources.gpus)(evaluate_checkpoint)
+            pending.append((task.remote(*args, **kwargs), out_dir, described))
+        else:
+            pending.append((evaluate_checkpoint(*args, **kwargs), out_dir, described))
+    for result, out_dir, described in pending:
+        metrics = ray.get(result) if isinstance(result, ray.ObjectRef) else result
+        for entry in described:
+            entry["test"] = metrics
+            entry["test_dir"] = str(out_dir)

@@ -1,0 +1,200 @@
+"""`python -m study.run --search optuna ...`: the search's options and its command.
+
+Only argparse is imported at module level (study/run.py imports this for `--help`); the search
+is validated, and its storage opened, before Ray starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+SEARCHES: tuple[str, ...] = ("optuna",)
+DEFAULT_NUM_SAMPLES = 20
+EXIT_INTERRUPTED = 130  # the shell's code for Ctrl+C: the search can be resumed
+# options that only a search takes: argparse dest -> flag
+SEARCH_ONLY = {
+    "num_samples": "--num-samples",
+    "scheduler": "--scheduler",
+    "metric": "--metric",
+    "seed": "--seed",
+    "range": "--range",
+    "optuna_storage": "--optuna-storage",
+    "resume": "--resume",
+}
+
+
+def add_search_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "hyperparameter search (--search optuna)",
+        "Optuna (TPE) proposes settings around the thesis grid, starting from the thesis's own; ASHA stops "
+        "weak trials after each epoch; the best setting per model x optimizer is selected on the "
+        "validation set and reported on the test sets.",
+    )
+    group.add_argument("--num-samples", type=int, help=f"trials per model x optimizer (default {DEFAULT_NUM_SAMPLES})")
+    group.add_argument("--scheduler", help="asha (early stopping per epoch; default) | fifo (every trial runs all epochs)")
+    group.add_argument("--metric", help="validation metric that selects and stops trials (default nDCG@10)")
+    group.add_argument("--seed", type=int, help="seed of the TPE sampler (default 12)")
+    group.add_argument(
+        "--range",
+        action="append",
+        metavar="[OPT.]NAME=LOW:HIGH",
+        help="override a range, e.g. lion.lr=1e-6:3e-5 or schedule=constant,cosine (repeatable); "
+        "names: lr beta1 beta2 weight_decay schedule warmup_steps",
+    )
+    group.add_argument(
+        "--optuna-storage",
+        metavar="URL",
+        help="Optuna storage (default sqlite:///<study dir>/optuna.db; postgresql://... for clusters)",
+    )
+    group.add_argument("--resume", action="store_true", help="continue the interrupted search named by --name")
+
+
+def search_options_given(args: argparse.Namespace) -> list[str]:
+    """Search-only flags on the command line (an error with --grid or --config)."""
+    return [flag for dest, flag in SEARCH_ONLY.items() if getattr(args, dest, None) not in (None, False)]
+
+
+def main(args: argparse.Namespace) -> int:
+    from study.run import EXIT_BAD_INPUT, format_error
+
+    try:
+        spec = resolve_search(args)
+        if args.print_spec:
+            import yaml
+
+            print(yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False), end="")
+            return 0
+        preflight(spec, resume=args.resume)
+    except Exception as err:  # noqa: BLE001 -- every bad input becomes one paragraph and exit 2
+        print(f"error: {format_error(err)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+    print(describe(spec, resume=args.resume), flush=True)
+    from study.search import run_search
+
+    outcome = run_search(spec, address=args.address)
+    if not outcome.complete:
+        print(
+            f"\nSearch interrupted; finished trials are kept in {outcome.study_dir}. Continue it with:\n"
+            f"  python -m study.run --search optuna --resume --name {spec.name} --storage {spec.storage}"
+        )
+        return EXIT_INTERRUPTED
+    print(report(spec, outcome))
+    return 0 if all("selected" in pair for pair in outcome.pairs) else 1
+
+
+def resolve_search(args: argparse.Namespace):
+    from study import search_spec
+    from study.names import check_name
+
+    check_name(args.search, SEARCHES, what="search")
+    if args.max_concurrent is not None and args.max_concurrent < 1:
+        raise ValueError(f"--max-concurrent must be at least 1, but got {args.max_concurrent}")
+    if args.epochs is not None and args.epochs < 1:
+        raise ValueError(f"--epochs must be at least 1, but got {args.epochs}")
+    if args.num_samples is not None and args.num_samples < 1:
+        raise ValueError(f"--num-samples must be at least 1, but got {args.num_samples}")
+    storage = args.storage or "studies"
+    if args.resume:
+        if not args.name:
+            raise ValueError("--resume expects --name NAME of the search to continue (and its --storage)")
+        spec = search_spec.load(search_spec.study_dir_of(storage, args.name))
+        search_spec.check_resume_options(
+            spec,
+            {
+                "--scale": args.scale,
+                "--num-samples": args.num_samples,
+                "--scheduler": args.scheduler,
+                "--metric": args.metric,
+                "--seed": args.seed,
+                "--optuna-storage": args.optuna_storage,
+            },
+        )
+        if args.models or args.optimizers or args.epochs or args.range:
+            raise ValueError(
+                "--resume continues a search as it was started; drop --models, --optimizers, --epochs and --range"
+            )
+        if args.max_concurrent is not None:  # how many run at once may change between runs
+            spec = search_spec.SearchSpec.model_validate(spec.model_dump() | {"max_concurrent": args.max_concurrent})
+        return spec
+    return search_spec.build_search(
+        scale=args.scale or "full",
+        models=_split(args.models),
+        optimizers=_split(args.optimizers),
+        epochs=args.epochs,
+        num_samples=args.num_samples if args.num_samples is not None else DEFAULT_NUM_SAMPLES,
+        max_concurrent=args.max_concurrent,
+        scheduler=args.scheduler or "asha",
+        metric=args.metric or "nDCG@10",
+        seed=args.seed if args.seed is not None else 12,
+        ranges=args.range or (),
+        optuna_storage=args.optuna_storage,
+        name=args.name,
+        storage=storage,
+    )
+
+
+def preflight(spec, *, resume: bool) -> None:
+    """Everything that can fail before Ray starts: data, models, the study directory, the storage."""
+    from study.data import registry
+    from study.search import check_storage_for
+    from study.search_spec import SPEC_FILE, study_dir
+    from trainables.models import check_loadable_offline
+
+    from study.spec import EvalSetSpec
+
+    for pair in spec.pairs:
+        registry.check_available([EvalSetSpec(name=spec.validation_set), *spec.test_sets], pair.trial.training.data)
+    for pair in spec.pairs:
+        check_loadable_offline(pair.trial.model)
+    if not resume and (study_dir(spec) / SPEC_FILE).exists():
+        raise ValueError(f"search {spec.name} already exists in {study_dir(spec)}; pass --resume to continue it")
+    check_storage_for(spec, resume=resume)
+
+
+def describe(spec, *, resume: bool) -> str:
+    from study.scales import SCALES
+    from study.search_spec import display_url
+
+    verb = "Resuming" if resume else "Search"
+    lines = [
+        f"{verb} {spec.name}: Optuna TPE (seed {spec.seed}), {spec.num_samples} trials per model x optimizer, "
+        f"scheduler {spec.scheduler}, scale {spec.scale}",
+        f"  selects on {spec.metric_key}; reports on {', '.join(e.name for e in spec.test_sets)}",
+        f"  Optuna storage: {display_url(spec.optuna_storage)}",
+    ]
+    scale = SCALES.get(spec.scale)
+    if scale:
+        lines.append(f"  {scale.summary}")
+    for pair in spec.pairs:
+        stand_in = f"  [STAND-IN for {pair.trial.model.stand_in_for}]" if pair.trial.model.stand_in_for else ""
+        point = ", ".join(f"{k}={v}" for k, v in pair.thesis_point.items())
+        lines.append(f"  {pair.name:<18} starts from the thesis point: {point}{stand_in}")
+    return "\n".join(lines)
+
+
+def report(spec, outcome) -> str:
+    from study import results, search_report
+    from study.search_spec import display_url
+
+    lines = [
+        "",
+        f"Selected on {spec.validation_set} ({spec.metric}); reported on "
+        f"{', '.join(e.name for e in spec.test_sets)}:",
+        results.format_table(search_report.best_rows(spec, outcome.pairs)),
+        "",
+        results.format_table(search_report.hyperparameter_rows(outcome.pairs)),
+    ]
+    lines += [f"note: {note}" for note in outcome.notes]
+    lines += ["", f"Study directory: {outcome.study_dir}"]
+    lines += [f"  {kind}: {path}" for kind, path in outcome.paths.items()]
+    lines.append(f"  open the Optuna study: optuna-dashboard {display_url(spec.optuna_storage)}")
+    return "\n".join(lines)
+
+
+def _split(values: Sequence[str] | None) -> list[str] | None:
+    if not values:
+        return None
+    return [v for value in values for v in value.split(",") if v]

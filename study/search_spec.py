@@ -1,0 +1,237 @@
+"""The search specification: what `--search optuna` explores, validated before Ray starts.
+
+A search runs one Optuna study per model x optimizer. Each starts from that pair's thesis trial
+(study/grids.py) with its evaluation replaced by the validation set, so configurations are
+selected on validation queries; the best one is then reported on the thesis's test sets.
+The spec is saved in the study directory, so `--resume` continues exactly the same search.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from search_spaces import optuna_spaces as spaces
+from study.spec import EvalSetSpec, Scale, TrialSpec
+
+SPEC_FILE = "search_spec.json"
+OPTUNA_DB = "optuna.db"
+SCHEDULERS: tuple[str, ...] = ("asha", "fifo")
+# At full scale the validation set is a fixed slice of MS MARCO dev queries (study/data/registry.py).
+FULL_VALIDATION_SET = "msmarco-dev-validation"
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class SearchPair(_Spec):
+    """One model x optimizer: its thesis trial (evaluated on the validation set) and its space."""
+
+    trial: TrialSpec
+    ranges: dict[str, dict[str, Any]] = Field(description="hyperparameter -> range (search_spaces.optuna_spaces)")
+    thesis_point: dict[str, Any] = Field(description="the thesis's values of the searched hyperparameters")
+
+    @property
+    def name(self) -> str:
+        return self.trial.name
+
+    def space_ranges(self) -> dict[str, spaces.Range]:
+        return {name: spaces.range_from_json(value) for name, value in self.ranges.items()}
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SearchPair:
+        ranges = self.space_ranges()
+        spaces.check_ranges(ranges, where=self.name)
+        spaces.check_contains(ranges, self.thesis_point, where=self.name)
+        return self
+
+
+class SearchSpec(_Spec):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    kind: Literal["optuna"] = "optuna"
+    scale: Scale = "full"
+    storage: str = Field("studies", description="directory holding the study directory")
+    pairs: tuple[SearchPair, ...] = Field(min_length=1)
+    validation_set: str = Field(description="the set configurations are selected on")
+    test_sets: tuple[EvalSetSpec, ...] = Field(min_length=1, description="the sets the selected ones are reported on")
+    metric: str = "nDCG@10"
+    num_samples: int = Field(ge=1, description="trials per model x optimizer, the thesis point included")
+    max_concurrent: int | None = Field(None, ge=1)
+    scheduler: Literal["asha", "fifo"] = "asha"
+    seed: int = 12
+    optuna_storage: str = Field(description="Optuna storage URL (sqlite:///... or postgresql://...)")
+    checkpoints_to_keep: int = Field(2, ge=1)
+
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, metric: str) -> str:
+        from eval.measures import check_metric_names
+
+        check_metric_names([metric])
+        return metric
+
+    @model_validator(mode="after")
+    def _selection_is_not_reporting(self) -> SearchSpec:
+        for pair in self.pairs:
+            sets = [e.name for e in pair.trial.evaluation]
+            if sets != [self.validation_set]:
+                raise ValueError(f"{pair.name} must be evaluated on the validation set only, but uses {sets}")
+        if self.validation_set in [e.name for e in self.test_sets]:
+            raise ValueError(f"the validation set {self.validation_set} cannot also be a test set")
+        return self
+
+    @property
+    def metric_key(self) -> str:
+        """The key ASHA and Optuna both read from each epoch's report."""
+        return f"{self.validation_set}/{self.metric}"
+
+    def optuna_study_name(self, pair: SearchPair) -> str:
+        return f"{self.name}.{pair.name}"
+
+
+def study_dir(spec: SearchSpec) -> Path:
+    return study_dir_of(spec.storage, spec.name)
+
+
+def study_dir_of(storage: str, name: str) -> Path:
+    return Path(storage).expanduser().resolve() / name
+
+
+def build_search(
+    *,
+    scale: str = "full",
+    models: Sequence[str] | None = None,
+    optimizers: Sequence[str] | None = None,
+    epochs: int | None = None,
+    num_samples: int = 20,
+    max_concurrent: int | None = None,
+    scheduler: str = "asha",
+    metric: str = "nDCG@10",
+    seed: int = 12,
+    ranges: Sequence[str] = (),
+    optuna_storage: str | None = None,
+    name: str | None = None,
+    storage: str = "studies",
+    max_pairs: int | None = None,
+) -> SearchSpec:
+    """A validated search around the thesis grid; raises ValueError on bad input (nothing is run)."""
+    from study import grids
+    from study.names import check_name
+
+    from eval.measures import check_metric_names
+
+    if num_samples < 1:
+        raise ValueError(f"--num-samples must be at least 1, but got {num_samples}")
+    check_name(scheduler, SCHEDULERS, what="scheduler")
+    check_metric_names([metric])
+    thesis = grids.restrict(grids.build_study("thesis", scale=scale), models=models, optimizers=optimizers, epochs=epochs)
+    overrides = [spaces.parse_range_override(text, spaces.OPTIMIZERS) for text in ranges]
+    validation = validation_set_for(thesis.trials[0])
+    name = name or grids.default_study_name("search", scale)
+    pairs = [_pair(trial, validation, metric, overrides, max_pairs) for trial in thesis.trials]
+    return SearchSpec(
+        name=name,
+        scale=scale,
+        storage=storage,
+        pairs=pairs,
+        validation_set=validation,
+        test_sets=thesis.trials[0].evaluation,
+        metric=metric,
+        num_samples=num_samples,
+        max_concurrent=max_concurrent,
+        scheduler=scheduler,
+        seed=seed,
+        optuna_storage=optuna_storage or default_optuna_storage(storage, name),
+    )
+
+
+def validation_set_for(trial: TrialSpec) -> str:
+    """Built-in data: its validation queries; MS MARCO: a fixed slice of its dev queries."""
+    data = trial.training.data
+    return f"builtin-{data.size}-validation" if data.source == "builtin" else FULL_VALIDATION_SET
+
+
+def default_optuna_storage(storage: str, name: str) -> str:
+    return f"sqlite:///{study_dir_of(storage, name) / OPTUNA_DB}"
+
+
+def display_url(url: str) -> str:
+    """A storage URL safe to print: the password hidden."""
+    import sqlalchemy
+
+    try:
+        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 -- not a URL sqlalchemy can parse: shown as given
+        return url
+
+
+def total_training_steps(trial: TrialSpec) -> int:
+    """Optimizer steps the trial takes (sets the warmup range); built-in data is counted exactly."""
+    data = trial.training.data
+    if data.source == "builtin":
+        from study.data import registry
+
+        pairs = len(registry.load_training_pairs(data, seed=trial.training.seed))
+    else:
+        pairs = data.max_pairs or 0
+    return math.ceil(pairs / trial.training.batch_size) * trial.training.epochs
+
+
+def _pair(trial: TrialSpec, validation: str, metric: str, overrides: list, max_pairs: int | None) -> SearchPair:
+    base = trial.model_dump(mode="json")
+    dev = base["evaluation"][-1]  # the dev role is like the validation set: binary judgments, its depth
+    table_metrics = list(dict.fromkeys((metric, "RR@10")))
+    base["evaluation"] = [{**dev, "name": validation, "table_metrics": table_metrics}]
+    if max_pairs is not None:
+        base["training"]["data"]["max_pairs"] = max_pairs
+    base_spec = TrialSpec.model_validate(base)
+    ranges = spaces.default_ranges(
+        trial.optimizer.name,
+        thesis_warmup_steps=trial.schedule.warmup_steps,
+        total_steps=total_training_steps(base_spec),
+    )
+    for targets, hyperparameter, bounds in overrides:
+        if trial.optimizer.name in targets:
+            ranges[hyperparameter] = bounds
+    point = spaces.params_of(base)
+    spaces.check_ranges(ranges, where=f"--range for {base_spec.name}")  # plain errors before pydantic's
+    spaces.check_contains(ranges, point, where=f"--range for {base_spec.name}")
+    return SearchPair(
+        trial=base_spec,
+        ranges={k: spaces.range_to_json(v) for k, v in ranges.items()},
+        thesis_point=point,
+    )
+
+
+def save(spec: SearchSpec, directory: Path) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / SPEC_FILE
+    path.write_text(spec.model_dump_json(indent=2))
+    return path
+
+
+def load(directory: Path) -> SearchSpec:
+    path = Path(directory) / SPEC_FILE
+    if not path.exists():
+        raise ValueError(
+            f"--resume expects a search study directory holding {SPEC_FILE}, but {directory} has none; "
+            "pass the --name (and --storage) of the search to continue"
+        )
+    return SearchSpec.model_validate(json.loads(path.read_text()))
+
+
+def check_resume_options(saved: SearchSpec, given: Mapping[str, Any]) -> None:
+    """ValueError when --resume is asked to change the search it continues."""
+    for option, value in given.items():
+        field = option.removeprefix("--").replace("-", "_")
+        if value is not None and getattr(saved, field) != value:
+            raise ValueError(
+                f"--resume continues search {saved.name} as it was started ({option} {getattr(saved, field)}), "
+                f"but got {option} {value}; drop {option} or start a new search with another --name"
+            )
