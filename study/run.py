@@ -23,6 +23,12 @@ def build_parser() -> argparse.ArgumentParser:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--grid", help="a built-in grid: thesis (the thesis's 3 models x {AdamW, Lion})")
     source.add_argument("--config", metavar="STUDY.yaml", help="a study spec in YAML (see --print-spec)")
+    source.add_argument(
+        "--resume",
+        metavar="STUDY_DIR",
+        help="continue a study whose driver stopped (a directory or URI): finished trials are kept, "
+        "the others continue from their last checkpoint",
+    )
     parser.add_argument(
         "--scale",
         default="full",
@@ -36,6 +42,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--name", help="study name (default: <grid>-<scale>-<timestamp>)")
     parser.add_argument("--max-concurrent", type=int, help="trials running at once (default: as resources allow)")
     parser.add_argument("--address", help="join an existing Ray cluster (auto | HOST:PORT | ray://HOST:10001)")
+    parser.add_argument(
+        "--max-failures", type=int, help="retries per trial after a failure, each from its last checkpoint (default 0)"
+    )
+    parser.add_argument(
+        "--node-env",
+        action="append",
+        metavar="NAME=VALUE",
+        help="set in every trial process on every node, e.g. HF_HOME=/cache/hf (repeatable; no credentials)",
+    )
     parser.add_argument("--print-spec", action="store_true", help="print the resolved study as YAML and exit")
     return parser
 
@@ -61,7 +76,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(describe(spec), flush=True)
     from study.orchestrate import run_study
 
-    outcome = run_study(spec, address=args.address)
+    outcome = run_study(
+        spec, address=args.address, resume=args.resume is not None, env_vars=_node_env(args.node_env)
+    )
     print(report(outcome))
     failed = [t for t in outcome.trials if t.status != "finished"]
     return 1 if failed else 0
@@ -76,11 +93,16 @@ def resolve_spec(args: argparse.Namespace):
         raise ValueError(f"--epochs must be at least 1, but got {args.epochs}")
     if args.max_concurrent is not None and args.max_concurrent < 1:
         raise ValueError(f"--max-concurrent must be at least 1, but got {args.max_concurrent}")
+    if args.max_failures is not None and args.max_failures < 0:
+        raise ValueError(f"--max-failures must be at least 0, but got {args.max_failures}")
+    _node_env(args.node_env)
+    if args.resume:
+        return _resumed_spec(args)
     if args.config:
         spec = grids.load_study_file(args.config)
     else:
         spec = grids.build_study(args.grid, scale=args.scale)
-    return grids.restrict(
+    spec = grids.restrict(
         spec,
         models=models,
         optimizers=optimizers,
@@ -89,6 +111,36 @@ def resolve_spec(args: argparse.Namespace):
         storage=args.storage,
         max_concurrent=args.max_concurrent,
     )
+    if args.max_failures is not None:
+        spec = type(spec).model_validate(spec.model_dump() | {"max_failures": args.max_failures})
+    return spec
+
+
+def _resumed_spec(args: argparse.Namespace):
+    """The saved study, unchanged: Tune continues it with the settings it started with."""
+    from study.storage import load_study_spec
+
+    changed = [
+        f"--{name.replace('_', '-')}"
+        for name in ("models", "optimizers", "epochs", "name", "storage", "max_concurrent", "max_failures")
+        if getattr(args, name) is not None
+    ]
+    if changed:
+        raise ValueError(f"--resume continues the study as it was saved, so it takes no {', '.join(changed)}")
+    return load_study_spec(args.resume)
+
+
+def _node_env(pairs: Sequence[str] | None) -> dict[str, str]:
+    from study.ray_cluster import check_env_vars
+
+    env = {}
+    for pair in pairs or ():
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise ValueError(f"--node-env expects NAME=VALUE, but got {pair!r}")
+        env[name] = value
+    check_env_vars(env)
+    return env
 
 
 def preflight(spec) -> None:
