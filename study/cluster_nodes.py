@@ -23,6 +23,7 @@ import os
 import re
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -33,6 +34,7 @@ from pathlib import Path
 STARTED_MARKER = "Ray runtime started."
 DEFAULT_GCS_PORT = 6379
 DEFAULT_DASHBOARD_PORT = 8265
+DEFAULT_CLIENT_SERVER_PORT = 10001
 
 
 @dataclass
@@ -111,6 +113,7 @@ def start_head(
     port: int = DEFAULT_GCS_PORT,
     dashboard_host: str = "127.0.0.1",
     dashboard_port: int = DEFAULT_DASHBOARD_PORT,
+    client_server_port: int = DEFAULT_CLIENT_SERVER_PORT,
     num_cpus: float | None = None,
     num_gpus: int | None = None,
     temp_dir: Path | None = None,
@@ -122,7 +125,13 @@ def start_head(
     """Start the head node and return once it runs. `node_ip`: the address other nodes reach it at."""
     environment = node_environment(env)
     ensure_auth_token(environment)
-    args = ["--head", f"--port={port}", f"--dashboard-host={dashboard_host}", f"--dashboard-port={dashboard_port}"]
+    args = [
+        "--head",
+        f"--port={port}",
+        f"--dashboard-host={dashboard_host}",
+        f"--dashboard-port={dashboard_port}",
+        f"--ray-client-server-port={client_server_port}",  # ray://HOST:PORT
+    ]
     node = _start_node(
         "head",
         args + _common_args(node_ip, num_cpus, num_gpus, temp_dir) + list(extra_args),
@@ -172,6 +181,48 @@ def wait_for_nodes(
             f"{(done.stdout + done.stderr).strip().splitlines()[-1:] or ['no output']}"
         )
     return int(done.stdout.strip().splitlines()[-1])
+
+
+def wait_for_port(host: str, port: int, *, timeout: float = 300.0) -> None:
+    """Block until something accepts TCP connections at host:port (e.g. the head's GCS, from a worker)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((host.strip("[]"), port), timeout=5):
+                return
+        except OSError as err:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"expected the Ray head at {gcs_address(host, port)} within {timeout:.0f} s: {err}")
+            time.sleep(2.0)
+
+
+def node_role(rank: int, ips: Sequence[str], port: int = DEFAULT_GCS_PORT) -> tuple[str, str]:
+    """("head" | "worker", the cluster's GCS address) for the container of this rank: rank 0 is the head."""
+    if not 0 <= rank < len(ips):
+        raise ValueError(f"rank must be in [0, {len(ips)}) for {len(ips)} containers, but got {rank}")
+    return ("head" if rank == 0 else "worker"), gcs_address(ips[0], port)
+
+
+def start_node(
+    rank: int,
+    ips: Sequence[str],
+    *,
+    port: int = DEFAULT_GCS_PORT,
+    head_options: Mapping | None = None,
+    join_timeout: float = 600.0,
+    **options,
+) -> RayNode:
+    """One node of a cluster whose members know their rank and everyone's IP (Modal's clusters).
+
+    Rank 0 starts the head (with `head_options` such as the dashboard's host and port); every
+    other rank waits for the head's port and joins. `options` go to start_head / start_worker.
+    """
+    role, head_address = node_role(rank, ips, port)
+    node_ip = ips[rank] or None
+    if role == "head":
+        return start_head(node_ip=node_ip, port=port, **(head_options or {}), **options)
+    wait_for_port(ips[0], port, timeout=join_timeout)
+    return start_worker(head_address, node_ip=node_ip, **options)
 
 
 def _common_args(node_ip: str | None, num_cpus: float | None, num_gpus: int | None, temp_dir: Path | None) -> list[str]:

@@ -34,6 +34,11 @@ def connect(
     import ray
 
     if ray.is_initialized():
+        if env_vars:
+            raise RuntimeError(
+                f"env_vars ({', '.join(env_vars)}) reach the trials only when this process connects "
+                "to Ray, but it is connected already; pass them to the first connect()"
+            )
         context = ray.get_runtime_context()
         return f"Ray already running in this process (node {context.get_node_id()[:8]})."
     check_env_vars(env_vars or {})
@@ -46,8 +51,8 @@ def connect(
     try:
         info = ray.init(**kwargs)
     except Exception as err:
-        if type(err).__name__ == "AuthenticationError" or "authentication" in str(err).lower():
-            raise RuntimeError(_auth_hint(address or os.environ.get("RAY_ADDRESS", ""), err)) from err
+        if _refused_for_authentication(err):
+            raise RuntimeError(_auth_hint(address or os.environ.get("RAY_ADDRESS", ""))) from err
         raise
     url = info.dashboard_url
     where = address or os.environ.get("RAY_ADDRESS")
@@ -79,9 +84,18 @@ def _node_count() -> int:
     return sum(1 for node in ray.nodes() if node["Alive"])
 
 
-def _auth_hint(address: str, err: Exception) -> str:
+def _refused_for_authentication(err: BaseException | None) -> bool:
+    """Whether Ray refused us for the token; ray.init wraps that error, sometimes only as text."""
+    while err is not None:
+        if type(err).__name__ == "AuthenticationError" or "InvalidAuthToken" in str(err):
+            return True
+        err = err.__cause__ or err.__context__
+    return False
+
+
+def _auth_hint(address: str) -> str:
     return (
-        f"could not authenticate to the Ray cluster at {address}: {str(err).splitlines()[0]} "
+        f"could not authenticate to the Ray cluster at {address}: it refused the token. "
         "Ray's token authentication is on; set RAY_AUTH_MODE=token and give the cluster's token as "
         "RAY_AUTH_TOKEN (or a file named by RAY_AUTH_TOKEN_PATH; `ray get-auth-token` on the head "
         "prints it)."
