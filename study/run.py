@@ -38,7 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--models", nargs="+", metavar="M", help="only these models (minilm gte modernbert)")
     parser.add_argument("--optimizers", nargs="+", metavar="O", help="only these optimizers (adamw lion)")
     parser.add_argument("--epochs", type=int, help="override the number of training epochs")
-    parser.add_argument("--storage", help="directory holding study results (default: ./studies)")
+    parser.add_argument(
+        "--storage", help="directory or URI (s3://, gs://) holding study results (default: ./studies)"
+    )
     parser.add_argument("--name", help="study name (default: <grid>-<scale>-<timestamp>)")
     parser.add_argument("--max-concurrent", type=int, help="trials running at once (default: as resources allow)")
     parser.add_argument("--address", help="join an existing Ray cluster (auto | HOST:PORT | ray://HOST:10001)")
