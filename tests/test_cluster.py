@@ -98,13 +98,15 @@ def two_nodes():
         shutil.rmtree(root, ignore_errors=True)
 
 
-def _smoke_config(path: Path, storage: Path, name: str, epochs: tuple[int, int], **study) -> Path:
+def _smoke_config(
+    path: Path, storage: Path, name: str, epochs: tuple[int, int], max_pairs: int | None = 160, **study
+) -> Path:
     """A YAML study (as --print-spec writes it): minilm with adamw and lion for the given epochs each."""
     spec = restrict(build_study("thesis", scale="smoke"), models=["minilm"], storage=str(storage), name=name)
     data = spec.model_dump(mode="json") | study
     for trial, trial_epochs in zip(data["trials"], epochs):
         trial["training"]["epochs"] = trial_epochs
-        trial["training"]["data"]["max_pairs"] = 160  # 10 steps an epoch: seconds per epoch here
+        trial["training"]["data"]["max_pairs"] = max_pairs  # 160: 10 steps, about a second an epoch
     path.write_text(yaml.safe_dump(data))
     return path
 
@@ -132,12 +134,12 @@ def _start_driver(cluster: TwoNodes, log_path: Path, *args: str) -> subprocess.P
         )
 
 
-def _wait_for(condition, driver: subprocess.Popen, log_path: Path, timeout: float = 240) -> None:
+def _wait_for(condition, driver: subprocess.Popen, log_path: Path, timeout: float = 240, poll: float = 0.2) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         assert driver.poll() is None, f"the driver ended early:\n{log_path.read_text()[-3000:]}"
         assert time.monotonic() < deadline, f"timed out:\n{log_path.read_text()[-3000:]}"
-        time.sleep(0.2)
+        time.sleep(poll)
 
 
 def _last_checkpoint(study_dir: Path) -> dict[str, int]:
@@ -245,14 +247,15 @@ def test_ray_client_and_gcs_addresses_join_only_with_the_token(two_nodes):
     assert f"Joined the Ray cluster at {client} (2 nodes)" in joined.stdout
     assert "HF_HOME on the nodes: ['/tmp/shared-hf-cache']" in joined.stdout
 
+    # Another token, straight to the GCS address: refused, with a message that says what to set.
     connect = "import sys; from study.ray_cluster import connect; print(connect(sys.argv[1]))"
-
     wrong_token = {**two_nodes.client_env, "RAY_AUTH_TOKEN": secrets.token_hex(32)}
     refused = subprocess.run(
         [sys.executable, "-c", connect, two_nodes.head.address], env=wrong_token, capture_output=True, text=True, timeout=120
     )
     assert refused.returncode != 0
     assert "could not authenticate to the Ray cluster" in refused.stderr, refused.stderr[-2000:]
+    assert "set RAY_AUTH_MODE=token and give the cluster's token" in refused.stderr
 
 
 def test_a_killed_driver_resumes_without_rerunning_finished_trials(two_nodes, tmp_path):
@@ -305,16 +308,17 @@ def test_a_trial_on_a_killed_node_finishes_on_the_head_from_its_last_checkpoint(
     storage = tmp_path / "studies"
     study = storage / "kill"
     log_path = tmp_path / "driver.log"
-    config = _smoke_config(tmp_path / "study.yaml", storage, "kill", epochs=(3, 3))
+    # All ~480 smoke pairs and 4 epochs: seconds of training left when the node dies.
+    config = _smoke_config(tmp_path / "study.yaml", storage, "kill", epochs=(4, 4), max_pairs=None)
     driver = _start_driver(two_nodes, log_path, "--config", str(config), "--max-failures", "2")
     try:
         # One trial runs on each node. Kill the worker node once its trial has checkpointed epoch 1
-        # (of 3): the trial is then in the middle of training.
+        # (of 4): the trial is then in the middle of training.
         def worker_trial_checkpointed() -> bool:
             on_worker = _working_dirs(two_nodes.root / "w", "kill")
             return bool(on_worker) and _last_checkpoint(study).get(next(iter(on_worker)), -1) >= 1
 
-        _wait_for(worker_trial_checkpointed, driver, log_path)
+        _wait_for(worker_trial_checkpointed, driver, log_path, poll=0.05)
         two_nodes.worker.kill()
         assert driver.wait(timeout=300) == 0, log_path.read_text()[-3000:]
     finally:
@@ -323,9 +327,9 @@ def test_a_trial_on_a_killed_node_finishes_on_the_head_from_its_last_checkpoint(
     (killed,) = _working_dirs(two_nodes.root / "w", "kill")
     assert killed in _working_dirs(two_nodes.root / "h", "kill")  # the retry ran on the surviving node
     state = _tune_state(study)
-    assert state[killed]["failures"] == 1 and state[killed]["status"] == "TERMINATED"
+    assert state[killed]["failures"] >= 1 and state[killed]["status"] == "TERMINATED"
     epochs = _reported_epochs(study / killed)
-    assert epochs.count(0) == 1 and sorted(set(epochs)) == [0, 1, 2, 3]  # resumed, not restarted
+    assert epochs.count(0) == 1 and sorted(set(epochs)) == [0, 1, 2, 3, 4]  # resumed, not restarted
 
     saved = {Path(t["trial_dir"]).name: t for t in json.loads((study / "results.json").read_text())}
     assert all(t["status"] == "finished" for t in saved.values())
