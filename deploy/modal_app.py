@@ -39,7 +39,10 @@ import sys
 import threading
 from pathlib import Path
 
-import modal
+try:
+    import modal
+except ImportError as err:  # pragma: no cover - the message is the point
+    raise RuntimeError("deploy/modal_app.py needs Modal: pip install -e '.[modal]'") from err
 
 APP_NAME = "reranker-optimizer-study"
 GPU = "A100-80GB"
@@ -235,7 +238,7 @@ def run_node(study_args: list[str], config_yaml: str, *, rank: int, ips: list[st
         Path(CONFIG_PATH).write_text(config_yaml)
     try:
         cluster_nodes.wait_for_nodes(head.address, len(ips), timeout=900)
-        with modal.forward(DASHBOARD_PORT) as tunnel, _commits_while_results_change(Path(VOLUME_PATH) / "studies"):
+        with modal.forward(DASHBOARD_PORT) as tunnel, _CommitWhenResultsChange(Path(VOLUME_PATH) / "studies"):
             print(f"Ray dashboard: {tunnel.url} (token auth: paste the RAY_AUTH_TOKEN of the ray-auth-token secret)")
             driver = subprocess.run(
                 [sys.executable, "-m", "study.run", *study_args, "--address", head.address],
@@ -249,7 +252,7 @@ def run_node(study_args: list[str], config_yaml: str, *, rank: int, ips: list[st
         head.stop()
 
 
-class _commits_while_results_change:
+class _CommitWhenResultsChange:
     """Commit the Volume whenever a result file under `root` changes (each reported epoch), and at exit."""
 
     def __init__(self, root: Path, every: float = 15.0):

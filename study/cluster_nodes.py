@@ -26,6 +26,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -176,10 +177,8 @@ def wait_for_nodes(
         command, env=node_environment(env), capture_output=True, text=True, timeout=timeout + 60, check=False
     )
     if done.returncode != 0:
-        raise RuntimeError(
-            f"expected {count} live Ray nodes at {address} within {timeout:.0f} s, but: "
-            f"{(done.stdout + done.stderr).strip().splitlines()[-1:] or ['no output']}"
-        )
+        last_line = ((done.stdout + done.stderr).strip().splitlines() or ["no output"])[-1]
+        raise RuntimeError(f"expected {count} live Ray nodes at {address} within {timeout:.0f} s, but: {last_line}")
     return int(done.stdout.strip().splitlines()[-1])
 
 
@@ -239,7 +238,7 @@ def _common_args(node_ip: str | None, num_cpus: float | None, num_gpus: int | No
 
 
 def _start_node(role: str, args: list[str], env: dict[str, str], log_dir: Path | None, timeout: float) -> RayNode:
-    log_dir = Path(log_dir) if log_dir else Path.cwd()
+    log_dir = Path(log_dir) if log_dir else Path(tempfile.gettempdir())
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"ray-start-{role}-{time.time_ns()}.log"
     # `python -m ray.scripts.scripts` rather than the `ray` script: the nodes then run this

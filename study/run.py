@@ -179,7 +179,8 @@ def report(outcome) -> str:
     table = results.format_table(results.summary_rows(outcome.trials, outcome.columns))
     lines = ["", "Results (per model x optimizer x epoch; epoch 0 = before training):", table]
     lines += results.stand_in_notes(outcome.trials)
-    lines += ["", f"Study directory: {outcome.study_dir}"]
+    stored_at = f" (read back from {outcome.location}, which also holds the checkpoints)" if outcome.location else ""
+    lines += ["", f"Study directory: {outcome.study_dir}{stored_at}"]
     lines += [f"  {kind}: {path}" for kind, path in outcome.paths.items()]
     lines.append(f"  run files: {outcome.study_dir}/<trial>/runs/<set>.epoch<N>.trec")
     return "\n".join(lines)

@@ -92,3 +92,18 @@ def test_full_scale_trials_share_a100_80gb_cards_by_memory_need():
         assert share * 80 >= 1.5 * thesis.MODELS[name].memory_gb  # headroom over §4.4.1's needs
     assert {t.resources.cpus for t in trials} == {4.0}
     assert {t.resources.gpus for t in build_study("thesis", scale="smoke").trials} == {0.0}
+
+
+def test_a_result_line_cut_short_by_a_killed_driver_is_skipped(tmp_path):
+    import json
+
+    from study.results import load_trials
+
+    trial = build_study("thesis", scale="smoke").trials[0]
+    trial_dir = tmp_path / "minilm-adamw-00000"
+    trial_dir.mkdir()
+    (trial_dir / "params.json").write_text(json.dumps({"trial": trial.model_dump(mode="json")}))
+    rows = [json.dumps({"epoch": e, "builtin-smoke-dl/nDCG@10": 0.1 * e}) for e in (0, 1)]
+    (trial_dir / "result.json").write_text("\n".join(rows) + '\n{"epoch": 2, "builtin-smo')
+    (loaded,) = load_trials(tmp_path)
+    assert [row["epoch"] for row in loaded.rows] == [0, 1] and loaded.status == "incomplete"
