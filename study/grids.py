@@ -41,7 +41,7 @@ def thesis_trials(scale: ScaleProfile) -> list[dict]:
                         _eval_set(scale.test_set, DL_TABLE_METRICS, scale.eval_batch_size, scale.test_depth),
                         _eval_set(scale.dev_set, DEV_TABLE_METRICS, scale.eval_batch_size, scale.dev_depth),
                     ],
-                    "resources": scale.resources,
+                    "resources": {**scale.resources, **scale.model_resources.get(key, {})},
                 }
             )
     return trials

@@ -1,4 +1,9 @@
-"""Run a StudySpec on Ray Tune: one trial per TrialSpec, results collected from the study directory."""
+"""Run a StudySpec on Ray Tune: one trial per TrialSpec, results collected from the study directory.
+
+The study directory is `<storage>/<name>`; storage may be a URI (s3://, gs://, ...) that every
+node of a cluster reaches, in which case the results are read back into a local mirror
+(./studies/<name>) and the result files are written to both places.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from eval.measures import PRIMARY_METRIC, PRIMARY_MODE
-from study import results
+from study import results, storage
 from study.spec import StudySpec
+
+LOCAL_MIRROR = "studies"  # where a study stored at a URI is read back to, relative to the working directory
 
 
 @dataclass(frozen=True)
@@ -17,6 +24,7 @@ class StudyOutcome:
     trials: list[results.TrialResult]
     columns: list[results.Column]
     paths: dict[str, Path]
+    location: str | None = None  # the study's URI, when it is not stored locally
 
 
 def primary_metric_key(spec: StudySpec) -> str:
@@ -25,11 +33,23 @@ def primary_metric_key(spec: StudySpec) -> str:
 
 
 def study_dir(spec: StudySpec) -> Path:
+    """The local directory with the study's results: the study itself, or its mirror for URI storage."""
+    if storage.is_uri(spec.storage):
+        return Path(LOCAL_MIRROR).resolve() / spec.name
     return Path(spec.storage).expanduser().resolve() / spec.name
 
 
-def run_study(spec: StudySpec, *, address: str | None = None, verbose: int = 1, wandb: str = "off") -> StudyOutcome:
-    """Run every trial of `spec` on Ray Tune; `wandb` (off | offline | online) mirrors trials to W&B."""
+def run_study(
+    spec: StudySpec,
+    *,
+    address: str | None = None,
+    verbose: int = 1,
+    resume: bool = False,
+    env_vars: dict[str, str] | None = None,
+    wandb: str = "off",
+) -> StudyOutcome:
+    """Run (or with `resume`, continue) the study; `env_vars` go to every trial process on every
+    node; `wandb` (off | offline | online) mirrors trials to W&B."""
     # Tune's classic table lets us choose its columns (the new output shows every metric); the
     # snapshot warning fires on every epoch of short smoke trials and says nothing actionable.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
@@ -41,10 +61,15 @@ def run_study(spec: StudySpec, *, address: str | None = None, verbose: int = 1, 
     from study.ray_cluster import connect
     from trainables.reranker import train_reranker, trial_resources
 
-    directory = study_dir(spec)
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "study_spec.json").write_text(spec.model_dump_json(indent=2))
-    print(connect(address), flush=True)
+    location = storage.study_location(spec.storage, spec.name)
+    storage.write_text(storage.join(location, storage.SPEC_FILE), spec.model_dump_json(indent=2))
+    print(connect(address, env_vars=env_vars), flush=True)
+
+    trainable = tune.with_resources(train_reranker, trial_resources)
+    if resume:
+        # Finished trials stay finished; unfinished and errored ones continue from their last checkpoint.
+        tune.Tuner.restore(location, trainable, resume_unfinished=True, resume_errored=True).fit()
+        return collect(spec)
 
     metric = primary_metric_key(spec)
     # Tune's file loggers first, so results reach disk before any tracking callback sees them.
@@ -54,7 +79,7 @@ def run_study(spec: StudySpec, *, address: str | None = None, verbose: int = 1, 
 
         callbacks += wandb_callbacks(wandb, study_name=spec.name)
     tuner = tune.Tuner(
-        tune.with_resources(train_reranker, trial_resources),
+        trainable,
         param_space={"trial": tune.grid_search([t.model_dump(mode="json") for t in spec.trials])},
         tune_config=tune.TuneConfig(
             metric=metric,
@@ -65,7 +90,10 @@ def run_study(spec: StudySpec, *, address: str | None = None, verbose: int = 1, 
         ),
         run_config=tune.RunConfig(
             name=spec.name,
-            storage_path=str(directory.parent),
+            storage_path=storage.split_location(location)[0],
+            # Trials write run files and step logs on whichever node they run; Tune copies them to
+            # the study directory with every checkpoint (see trainables/reranker.py).
+            sync_config=tune.SyncConfig(sync_artifacts=True),
             checkpoint_config=tune.CheckpointConfig(
                 num_to_keep=spec.checkpoints_to_keep,
                 checkpoint_score_attribute=metric,
@@ -84,10 +112,16 @@ def run_study(spec: StudySpec, *, address: str | None = None, verbose: int = 1, 
 def collect(spec: StudySpec) -> StudyOutcome:
     """Summarise whatever the study directory holds now (finished, failed or running trials)."""
     directory = study_dir(spec)
+    location = storage.study_location(spec.storage, spec.name) if storage.is_uri(spec.storage) else None
+    if location:
+        storage.mirror_study(location, directory)
     trials = results.load_trials(directory)
     columns = results.table_columns([e.model_dump() for e in spec.trials[0].evaluation])
     paths = results.write_results(directory, trials, columns)
-    return StudyOutcome(directory, trials, columns, paths)
+    if location:
+        for path in paths.values():
+            storage.write_text(storage.join(location, path.name), path.read_text())
+    return StudyOutcome(directory, trials, columns, paths, location)
 
 
 def _progress_table(spec: StudySpec, metric: str):

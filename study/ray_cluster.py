@@ -1,28 +1,63 @@
-"""Connect to Ray: an embedded local instance by default, or an existing cluster by address.
+"""Connect to Ray: an embedded local instance by default, or an existing cluster.
 
-Ray 2.60 turns token authentication on by default; this module never turns it off. The dashboard
-and the head's ports bind to loopback unless the user starts the cluster otherwise.
+- no address and no RAY_ADDRESS: start a local Ray (dashboard on 127.0.0.1);
+- no address inside `ray job submit` (Ray sets RAY_ADDRESS there), `auto`, or HOST:PORT: join
+  that cluster as a driver on one of its nodes;
+- ray://HOST:10001: Ray Client, from a machine outside the cluster. Tune then runs the study's
+  driver on the head node, so the study's storage must be one the head writes and this machine
+  reads: a URI (s3://, gs://) or a shared filesystem.
+
+Ray 2.60 turns token authentication on by default; this module never turns it off. To join a
+cluster by address, Ray wants `RAY_AUTH_MODE=token` and the cluster's token (RAY_AUTH_TOKEN, or the
+file at RAY_AUTH_TOKEN_PATH, default ~/.ray/auth_token) in the environment; an error says so.
 """
 
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Mapping
 from pathlib import Path
 
+# Values passed to every trial process through Ray's runtime_env are shown on the dashboard and
+# kept with the job: credentials must reach the nodes another way (the nodes' own environment).
+_SECRET_NAME = re.compile(r"TOKEN|KEY|SECRET|PASSWORD|CREDENTIAL", re.IGNORECASE)
 
-def connect(address: str | None = None, *, num_cpus: int | None = None) -> str:
-    """Start or join Ray; return a short message with the dashboard URL and how to authenticate."""
+
+def connect(
+    address: str | None = None, *, num_cpus: int | None = None, env_vars: Mapping[str, str] | None = None
+) -> str:
+    """Start or join Ray; return a short message with the dashboard URL and how to authenticate.
+
+    `env_vars` (e.g. HF_HOME, IR_DATASETS_HOME) are set in every trial process on every node.
+    """
     import ray
 
     if ray.is_initialized():
+        if env_vars:
+            raise RuntimeError(
+                f"env_vars ({', '.join(env_vars)}) reach the trials only when this process connects "
+                "to Ray, but it is connected already; pass them to the first connect()"
+            )
         context = ray.get_runtime_context()
         return f"Ray already running in this process (node {context.get_node_id()[:8]})."
+    check_env_vars(env_vars or {})
+    joining = address is not None or bool(os.environ.get("RAY_ADDRESS"))
     kwargs: dict = {"address": address, "log_to_driver": True}
-    if address is None:
+    if env_vars:
+        kwargs["runtime_env"] = {"env_vars": dict(env_vars)}
+    if not joining:
         kwargs |= {"dashboard_host": "127.0.0.1", "include_dashboard": True, "num_cpus": num_cpus}
-    info = ray.init(**kwargs)
+    try:
+        info = ray.init(**kwargs)
+    except Exception as err:
+        if _refused_for_authentication(err):
+            raise RuntimeError(_auth_hint(address or os.environ.get("RAY_ADDRESS", ""))) from err
+        raise
     url = info.dashboard_url
-    lines = [f"Ray dashboard: http://{url}" if url else "Ray dashboard: not available on this cluster"]
+    where = address or os.environ.get("RAY_ADDRESS")
+    lines = [f"Joined the Ray cluster at {where} ({_node_count()} nodes)."] if joining else []
+    lines.append(f"Ray dashboard: http://{url}" if url else "Ray dashboard: not available on this cluster")
     if url and os.environ.get("RAY_AUTH_MODE", "token") != "disabled":
         token_path = os.environ.get("RAY_AUTH_TOKEN_PATH") or str(Path.home() / ".ray" / "auth_token")
         lines.append(
@@ -31,3 +66,37 @@ def connect(address: str | None = None, *, num_cpus: int | None = None) -> str:
             "`Authorization: Bearer <token>`."
         )
     return "\n".join(lines)
+
+
+def check_env_vars(env_vars: Mapping[str, str]) -> None:
+    """Refuse names that look like credentials: runtime_env values are visible on the dashboard."""
+    secret = sorted(name for name in env_vars if _SECRET_NAME.search(name))
+    if secret:
+        raise ValueError(
+            f"{', '.join(secret)} look like credentials, but values passed to the trials are shown on "
+            "the Ray dashboard; set them in each node's environment instead (e.g. a Modal Secret)"
+        )
+
+
+def _node_count() -> int:
+    import ray
+
+    return sum(1 for node in ray.nodes() if node["Alive"])
+
+
+def _refused_for_authentication(err: BaseException | None) -> bool:
+    """Whether Ray refused us for the token; ray.init wraps that error, sometimes only as text."""
+    while err is not None:
+        if type(err).__name__ == "AuthenticationError" or "InvalidAuthToken" in str(err):
+            return True
+        err = err.__cause__ or err.__context__
+    return False
+
+
+def _auth_hint(address: str) -> str:
+    return (
+        f"could not authenticate to the Ray cluster at {address}: it refused the token. "
+        "Ray's token authentication is on; set RAY_AUTH_MODE=token and give the cluster's token as "
+        "RAY_AUTH_TOKEN (or a file named by RAY_AUTH_TOKEN_PATH; `ray get-auth-token` on the head "
+        "prints it)."
+    )

@@ -57,9 +57,11 @@ def load_trials(study_dir: Path) -> list[TrialResult]:
         result_path = trial_dir / "result.json"
         if result_path.exists():
             for line in result_path.read_text().splitlines():
-                if line.strip():
+                try:
                     row = json.loads(line)
-                    by_epoch[int(row["epoch"])] = row  # a retried epoch: keep the latest report
+                except json.JSONDecodeError:
+                    continue  # blank, or cut short by a killed driver (the resumed trial reports again)
+                by_epoch[int(row["epoch"])] = row  # a retried epoch: keep the latest report
         rows = [by_epoch[e] for e in sorted(by_epoch)]
         planned = int(spec.get("training", {}).get("epochs", 3))
         error = _error_message(trial_dir)

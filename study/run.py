@@ -22,10 +22,18 @@ def build_parser() -> argparse.ArgumentParser:
         "them with IR metrics after every epoch.",
         epilog="Example: python -m study.run --grid thesis --scale demo",
     )
-    source = parser.add_mutually_exclusive_group(required=True)
+    source = parser.add_mutually_exclusive_group()
     source.add_argument("--grid", help="a built-in grid: thesis (the thesis's 3 models x {AdamW, Lion})")
     source.add_argument("--config", metavar="STUDY.yaml", help="a study spec in YAML (see --print-spec)")
     source.add_argument("--search", metavar="optuna", help="a hyperparameter search around the thesis grid")
+    parser.add_argument(
+        "--resume",
+        nargs="?",
+        const=True,
+        metavar="STUDY_DIR",
+        help="continue a study whose driver stopped (its directory or URI): finished trials are kept, "
+        "the others continue from their last checkpoint; with --search, the search's directory or --name",
+    )
     parser.add_argument(
         "--scale",
         help="smoke (tiny stand-ins, minutes on a CPU) | demo (real MiniLM weights, offline) | "
@@ -34,7 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--models", nargs="+", metavar="M", help="only these models (minilm gte modernbert)")
     parser.add_argument("--optimizers", nargs="+", metavar="O", help="only these optimizers (adamw lion)")
     parser.add_argument("--epochs", type=int, help="override the number of training epochs")
-    parser.add_argument("--storage", help="directory holding study results (default: ./studies)")
+    parser.add_argument(
+        "--storage", help="directory or URI (s3://, gs://) holding study results (default: ./studies)"
+    )
     parser.add_argument("--name", help="study name (default: <grid>-<scale>-<timestamp>)")
     parser.add_argument("--max-concurrent", type=int, help="trials running at once (default: as resources allow)")
     parser.add_argument("--address", help="join an existing Ray cluster (auto | HOST:PORT | ray://HOST:10001)")
@@ -51,13 +61,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="log every trial to Weights & Biases, one run per trial grouped by study (default: off; "
         "online without WANDB_API_KEY logs offline)",
     )
+    parser.add_argument(
+        "--max-failures", type=int, help="retries per trial after a failure, each from its last checkpoint (default 0)"
+    )
+    parser.add_argument(
+        "--node-env",
+        action="append",
+        metavar="NAME=VALUE",
+        help="set in every trial process on every node, e.g. HF_HOME=/cache/hf (repeatable; no credentials)",
+    )
     parser.add_argument("--print-spec", action="store_true", help="print the resolved study as YAML and exit")
     search_cli.add_search_arguments(parser)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not (args.grid or args.config or args.search or isinstance(args.resume, str)):
+        parser.error("one of --grid, --config, --search or --resume STUDY_DIR is required")
     if args.search is not None:
         return search_cli.main(args)
     try:
@@ -88,7 +110,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from study.orchestrate import run_study
     from study.report import write_report
 
-    outcome = run_study(spec, address=args.address, wandb=args.wandb)
+    outcome = run_study(
+        spec,
+        address=args.address,
+        resume=args.resume is not None,
+        env_vars=_node_env(args.node_env),
+        wandb=args.wandb,
+    )
     print(report(outcome))
     print(f"  report: {write_report(outcome.study_dir).markdown}")
     failed = [t for t in outcome.trials if t.status != "finished"]
@@ -106,13 +134,22 @@ def resolve_spec(args: argparse.Namespace):
         raise ValueError(f"--epochs must be at least 1, but got {args.epochs}")
     if args.max_concurrent is not None and args.max_concurrent < 1:
         raise ValueError(f"--max-concurrent must be at least 1, but got {args.max_concurrent}")
+    if args.max_failures is not None and args.max_failures < 0:
+        raise ValueError(f"--max-failures must be at least 0, but got {args.max_failures}")
+    _node_env(args.node_env)
+    if args.resume is True:
+        raise ValueError("--resume expects the study directory to continue: --resume STUDY_DIR")
+    if args.resume and (args.grid or args.config):
+        raise ValueError("--resume continues a saved study; it takes no --grid or --config")
+    if args.resume:
+        return _resumed_spec(args)
     if args.config:
         spec = grids.load_study_file(args.config)
     else:
         spec = grids.build_study(args.grid, scale=args.scale or "full")
     if args.seeds:
         spec = grids.with_seeds(spec, _seeds(args.seeds))
-    return grids.restrict(
+    spec = grids.restrict(
         spec,
         models=models,
         optimizers=optimizers,
@@ -121,6 +158,36 @@ def resolve_spec(args: argparse.Namespace):
         storage=args.storage,
         max_concurrent=args.max_concurrent,
     )
+    if args.max_failures is not None:
+        spec = type(spec).model_validate(spec.model_dump() | {"max_failures": args.max_failures})
+    return spec
+
+
+def _resumed_spec(args: argparse.Namespace):
+    """The saved study, unchanged: Tune continues it with the settings it started with."""
+    from study.storage import load_study_spec
+
+    changed = [
+        f"--{name.replace('_', '-')}"
+        for name in ("models", "optimizers", "epochs", "name", "storage", "max_concurrent", "max_failures")
+        if getattr(args, name) is not None
+    ]
+    if changed:
+        raise ValueError(f"--resume continues the study as it was saved, so it takes no {', '.join(changed)}")
+    return load_study_spec(args.resume)
+
+
+def _node_env(pairs: Sequence[str] | None) -> dict[str, str]:
+    from study.ray_cluster import check_env_vars
+
+    env = {}
+    for pair in pairs or ():
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise ValueError(f"--node-env expects NAME=VALUE, but got {pair!r}")
+        env[name] = value
+    check_env_vars(env)
+    return env
 
 
 def preflight(spec) -> None:
@@ -160,7 +227,8 @@ def report(outcome) -> str:
     table = results.format_table(results.summary_rows(outcome.trials, outcome.columns))
     lines = ["", "Results (per model x optimizer x epoch; epoch 0 = before training):", table]
     lines += results.stand_in_notes(outcome.trials)
-    lines += ["", f"Study directory: {outcome.study_dir}"]
+    stored_at = f" (read back from {outcome.location}, which also holds the checkpoints)" if outcome.location else ""
+    lines += ["", f"Study directory: {outcome.study_dir}{stored_at}"]
     lines += [f"  {kind}: {path}" for kind, path in outcome.paths.items()]
     lines.append(f"  run files: {outcome.study_dir}/<trial>/runs/<set>.epoch<N>.trec")
     return "\n".join(lines)

@@ -35,6 +35,7 @@ class ScaleProfile:
     dev_set: str  # the MS MARCO dev role: MRR@10
     warmup_steps: int | None  # None: the thesis's 1000
     resources: dict = field(default_factory=lambda: {"cpus": 1.0, "gpus": 0.0})
+    model_resources: dict[str, dict] = field(default_factory=dict)  # thesis model key -> overrides
     eval_batch_size: int = 64
     test_depth: int | None = None  # candidates reranked per query (None: all)
     dev_depth: int | None = None
@@ -88,6 +89,11 @@ SCALES: dict[str, ScaleProfile] = {
         dev_set="msmarco-v1.1-qna-dev",
         warmup_steps=None,
         resources={"cpus": 4.0, "gpus": 1.0},
+        # Fractions of one A100-80GB, sized from the thesis's memory needs (8 / 16 / 24 GB, §4.4.1)
+        # with about 2x headroom, so four MiniLM or two GTE / ModernBERT trials share a card.
+        # Ray does not enforce GPU memory; trials sharing a card also share its throughput, so for
+        # timing comparisons give every trial a whole GPU (resources.gpus: 1 in a --config).
+        model_resources={"minilm": {"gpus": 0.25}, "gte": {"gpus": 0.5}, "modernbert": {"gpus": 0.5}},
         eval_batch_size=256,
         needs="a CUDA GPU (A100-80GB in the thesis), internet or a Hugging Face cache holding the "
         "three models, and the MS MARCO / TREC DL 2019 data",

@@ -21,7 +21,6 @@ SEARCH_ONLY = {
     "seed": "--seed",
     "range": "--range",
     "optuna_storage": "--optuna-storage",
-    "resume": "--resume",
 }
 
 
@@ -48,7 +47,6 @@ def add_search_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="URL",
         help="Optuna storage (default sqlite:///<study dir>/optuna.db; postgresql://... for clusters)",
     )
-    group.add_argument("--resume", action="store_true", help="continue the interrupted search named by --name")
 
 
 def search_options_given(args: argparse.Namespace) -> list[str]:
@@ -98,9 +96,13 @@ def resolve_search(args: argparse.Namespace):
         raise ValueError(f"--num-samples must be at least 1, but got {args.num_samples}")
     storage = args.storage or "studies"
     if args.resume:
-        if not args.name:
-            raise ValueError("--resume expects --name NAME of the search to continue (and its --storage)")
-        spec = search_spec.load(search_spec.study_dir_of(storage, args.name))
+        if isinstance(args.resume, str):  # --resume STUDY_DIR
+            directory = args.resume
+        elif args.name:
+            directory = search_spec.study_dir_of(storage, args.name)
+        else:
+            raise ValueError("--resume expects the search's directory (--resume DIR) or --name NAME (and its --storage)")
+        spec = search_spec.load(directory)
         search_spec.check_resume_options(
             spec,
             {

@@ -132,7 +132,7 @@ def test_the_same_seed_proposes_the_same_first_configurations():
             ["--optuna-storage", "postgresql://someone:secret@127.0.0.1:1/none"],
             "error: cannot open the Optuna storage postgresql://someone:***@127.0.0.1:1/none: ",
         ),
-        (["--resume"], "error: --resume expects --name NAME of the search to continue"),
+        (["--resume"], "error: --resume expects the search's directory (--resume DIR) or --name NAME"),
     ],
 )
 def test_search_bad_input_is_one_paragraph_and_exit_2_before_ray(argv, message, capsys, monkeypatch, tmp_path):
@@ -158,8 +158,8 @@ def test_full_scale_search_says_its_validation_set_is_not_in_this_build(capsys):
 
 
 def test_search_options_need_search(capsys):
-    assert main(["--grid", "thesis", "--scale", "smoke", "--num-samples", "3", "--resume"]) == 2
-    assert capsys.readouterr().err.startswith("error: --num-samples, --resume only apply to --search")
+    assert main(["--grid", "thesis", "--scale", "smoke", "--num-samples", "3", "--seed", "1"]) == 2
+    assert capsys.readouterr().err.startswith("error: --num-samples, --seed only apply to --search")
 
 
 def test_print_spec_shows_the_search(capsys, tmp_path):

@@ -3,6 +3,11 @@
 It only adapts `run_trial` to Tune: the trial's config holds the resolved TrialSpec as JSON, Tune
 supplies the trial directory and (on a retry or resume) the last checkpoint, and every epoch's
 metrics go back through `tune.report` with that epoch's checkpoint.
+
+The trial writes its files (run files, per-query metrics, step log) into Tune's trial working
+directory on whichever node runs it; Tune copies them to the study's storage with every checkpoint
+(`SyncConfig(sync_artifacts=True)`, set in study/orchestrate.py). A trial restored on another node
+first gets its step log back from storage, so the log continues rather than starts over.
 """
 
 from __future__ import annotations
@@ -11,22 +16,42 @@ import contextlib
 from pathlib import Path
 
 from study.spec import TrialSpec
-from trainables.trial import run_trial
+from trainables.trial import STEP_LOG, run_trial
 
 
 def train_reranker(config: dict) -> None:
     from ray import tune
 
     spec = TrialSpec.model_validate(config["trial"])
-    trial_dir = Path(tune.get_context().get_trial_dir())
+    trial_storage = tune.get_context().get_storage()
+    trial_dir = Path(trial_storage.trial_working_directory)
 
     def report(metrics: dict, checkpoint_dir: Path) -> None:
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(checkpoint_dir))
 
     checkpoint = tune.get_checkpoint()
+    if checkpoint:
+        _fetch_step_log(trial_storage, trial_dir)
     restore = checkpoint.as_directory() if checkpoint else contextlib.nullcontext()
     with restore as restore_dir:
         run_trial(spec, trial_dir=trial_dir, report=report, restore_from=Path(restore_dir) if restore_dir else None)
+
+
+def _fetch_step_log(trial_storage, trial_dir: Path) -> None:
+    """Bring the step log back from storage: the retry appends to it, and Tune's copy replaces the stored one.
+
+    Only the step log: run files are one per epoch and stay in storage, and the files Tune's driver
+    writes there (result.json, ...) must not be overwritten by older copies.
+    """
+    import pyarrow.fs
+
+    filesystem = trial_storage.storage_filesystem
+    stored = f"{trial_storage.trial_fs_path}/{STEP_LOG}"
+    if filesystem.get_file_info(stored).type != pyarrow.fs.FileType.File:
+        return
+    trial_dir.mkdir(parents=True, exist_ok=True)
+    with filesystem.open_input_stream(stored) as stream:
+        (trial_dir / STEP_LOG).write_bytes(stream.read())
 
 
 def trial_resources(config: dict) -> dict[str, float]:

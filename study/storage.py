@@ -1,0 +1,115 @@
+"""Where a study lives: a local directory, or a URI (s3://, gs://, file://, ...) that every node reaches.
+
+A multi-node Tune study needs storage every node can write to: a cloud bucket or a shared
+filesystem. Tune reaches URIs through pyarrow.fs; so does this module, to read a study's small
+files back (never its checkpoints) into a local mirror where study/results.py reads them, and to
+put the result files next to them. Local paths keep working as plain directories.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+SPEC_FILE = "study_spec.json"
+
+
+def is_uri(location: str) -> bool:
+    return "://" in location
+
+
+def join(location: str, *parts: str) -> str:
+    """`location/part/...`, keeping a URI's query (`s3://b/x?region=eu-west-1`) at the end."""
+    if not is_uri(location):
+        return str(Path(location).expanduser().resolve().joinpath(*parts))
+    split = urlsplit(location)
+    path = "/".join([split.path.rstrip("/"), *parts])
+    return urlunsplit(split._replace(path=path))
+
+
+def study_location(storage: str, name: str) -> str:
+    return join(storage, name)
+
+
+def split_location(location: str) -> tuple[str, str]:
+    """(storage, name) of a study location: its parent and its last component."""
+    if not is_uri(location):
+        path = Path(location).expanduser().resolve()
+        return str(path.parent), path.name
+    split = urlsplit(location)
+    parent, _, name = split.path.rstrip("/").rpartition("/")
+    return urlunsplit(split._replace(path=parent)), name
+
+
+def write_text(location: str, text: str) -> None:
+    """Write a file whole: locally through a temporary file and a rename, so no reader sees half of it."""
+    if not is_uri(location):
+        path = Path(location)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+        return
+    filesystem, path = _filesystem(location)
+    filesystem.create_dir(path.rpartition("/")[0], recursive=True)
+    with filesystem.open_output_stream(path) as out:  # object stores publish an object only when it is closed
+        out.write(text.encode())
+
+
+def read_text(location: str) -> str:
+    if not is_uri(location):
+        return Path(location).read_text()
+    filesystem, path = _filesystem(location)
+    with filesystem.open_input_stream(path) as stream:
+        return stream.read().decode()
+
+
+def exists(location: str) -> bool:
+    if not is_uri(location):
+        return Path(location).exists()
+    import pyarrow.fs
+
+    filesystem, path = _filesystem(location)
+    return filesystem.get_file_info(path).type != pyarrow.fs.FileType.NotFound
+
+
+def mirror_study(location: str, local_dir: Path) -> Path:
+    """Copy a study's files except checkpoints from `location` (a URI) into `local_dir`."""
+    import pyarrow.fs
+
+    filesystem, root = _filesystem(location)
+    local_dir = Path(local_dir)
+    for info in filesystem.get_file_info(pyarrow.fs.FileSelector(root, recursive=True, allow_not_found=True)):
+        relative = info.path[len(root) :].lstrip("/")
+        if info.type != pyarrow.fs.FileType.File or _is_checkpoint(relative):
+            continue
+        target = local_dir / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with filesystem.open_input_stream(info.path) as stream:
+            tmp = target.with_name(target.name + ".tmp")
+            tmp.write_bytes(stream.read())
+            os.replace(tmp, target)
+    return local_dir
+
+
+def load_study_spec(location: str):
+    """The StudySpec saved in a study directory, pointed at where that directory is now."""
+    from study.spec import StudySpec
+
+    spec_location = join(location, SPEC_FILE)
+    if not exists(spec_location):
+        raise ValueError(f"{location} is not a study directory: it has no {SPEC_FILE}")
+    spec = StudySpec.model_validate_json(read_text(spec_location))
+    storage, name = split_location(location)
+    return StudySpec.model_validate(spec.model_dump() | {"storage": storage, "name": name})
+
+
+def _is_checkpoint(relative: str) -> bool:
+    return any(part.startswith("checkpoint_") for part in relative.split("/")[:-1])
+
+
+def _filesystem(location: str):
+    import pyarrow.fs
+
+    return pyarrow.fs.FileSystem.from_uri(location)
