@@ -224,6 +224,9 @@ def _fit_pair(spec: SearchSpec, pair: SearchPair, directory: Path, storage, *, v
             run_config=tune.RunConfig(
                 name=pair.name,
                 storage_path=str(directory),
+                # Trials write run files and step logs in their working directories; Tune copies
+                # them to the study directory with every checkpoint (trainables/reranker.py).
+                sync_config=tune.SyncConfig(sync_artifacts=True),
                 checkpoint_config=tune.CheckpointConfig(
                     num_to_keep=spec.checkpoints_to_keep,
                     checkpoint_score_attribute=spec.metric_key,

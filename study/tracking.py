@@ -88,9 +88,12 @@ class StepLoggingActor(_WandbLoggingActor):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        # The trainable writes its step log into the trial's staging directory on the driver
-        # (this actor's logdir); Tune copies it into the study directory later.
-        self._steps_path = Path(self._logdir) / STEP_LOG
+        # The trainable writes its step log into its Tune working directory, which for a trial on
+        # this node is `<experiment>/working_dirs/<trial>` beside this actor's logdir,
+        # `<experiment>/driver_artifacts/<trial>` (Ray 2.60's StorageContext layout); Tune copies
+        # it into the study directory with each checkpoint.
+        logdir = Path(self._logdir)
+        self._steps_path = logdir.parent.parent / "working_dirs" / logdir.name / STEP_LOG
         self._steps_read = 0  # bytes of the step log already logged
         self._last_step = -1
 

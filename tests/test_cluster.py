@@ -28,7 +28,7 @@ import yaml
 from study.cluster_nodes import RayNode, node_environment, start_node, wait_for_nodes
 from study.grids import build_study, restrict
 from study.spec import StudySpec
-from trainables.trial import STEP_LOG, run_trial
+from trainables.trial import STEP_LOG, is_measurement, run_trial
 
 pytestmark = pytest.mark.cluster
 
@@ -338,6 +338,6 @@ def test_a_trial_on_a_killed_node_finishes_on_the_head_from_its_last_checkpoint(
     trial_spec = next(t for t in spec.trials if killed.startswith(f"{t.name}-"))
     reports: list[dict] = []
     run_trial(trial_spec, trial_dir=tmp_path / "uninterrupted", report=lambda metrics, _: reports.append(metrics))
-    expected = {k: v for k, v in reports[-1].items() if "per_s" not in k and "seconds" not in k}
+    expected = {k: v for k, v in reports[-1].items() if not is_measurement(k)}
     final = saved[killed]["rows"][-1]
     assert {k: final[k] for k in expected} == expected

@@ -11,7 +11,7 @@ import pytest
 from eval.measures import METRICS
 from study.grids import restrict
 from study.spec import TrialSpec
-from trainables.trial import STEP_LOG, run_trial
+from trainables.trial import STEP_LOG, is_measurement, run_trial
 from trainables.training import NonFiniteLossError
 
 
@@ -38,7 +38,7 @@ class Recorder:
 
 def _comparable(metrics: dict) -> dict:
     """Metrics that a resumed trial must reproduce exactly: not timings or memory measurements."""
-    return {k: v for k, v in metrics.items() if "per_s" not in k and "seconds" not in k and "peak_memory" not in k}
+    return {k: v for k, v in metrics.items() if not is_measurement(k)}
 
 
 def test_trial_reports_every_epoch_with_every_metric(smoke_study, tmp_path):

@@ -148,6 +148,12 @@ def _identity(spec: TrialSpec) -> dict:
     }
 
 
+def is_measurement(metric: str) -> bool:
+    """Metrics about the machine (speed, time, memory): they differ between identical runs, so a
+    resumed trial reproduces every metric but these."""
+    return any(part in metric for part in ("per_s", "seconds", "peak_memory"))
+
+
 def peak_memory(device: torch.device) -> tuple[int, str]:
     """(bytes, source) of this process's peak memory so far: CUDA-allocated on a GPU, RSS on a CPU."""
     if device.type == "cuda":
