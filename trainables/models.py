@@ -83,12 +83,7 @@ def load_cross_encoder(
 
     if spec.checkpoint.startswith("standin:"):
         tokenizer = AutoTokenizer.from_pretrained(stand_in_tokenizer_path())
-        config = _stand_in_config(spec.checkpoint)
-        model = _first_supported(
-            attention, lambda impl: AutoModelForSequenceClassification.from_config(config, attn_implementation=impl)
-        )
-        _skip_unread_work(model)
-        return tokenizer, model
+        return tokenizer, model_from_config(_stand_in_config(spec.checkpoint), attention=attention)
 
     source = resolve_checkpoint(spec.checkpoint)
     try:
@@ -117,6 +112,17 @@ def _skip_unread_work(model: PreTrainedModel) -> None:
     from trainables.first_token import compute_first_token_only
 
     compute_first_token_only(model)
+
+
+def model_from_config(config, *, attention: Sequence[str] = ("sdpa", "eager")) -> PreTrainedModel:
+    """A randomly initialised sequence classifier of `config`'s architecture (stand-ins, benchmarks)."""
+    from transformers import AutoModelForSequenceClassification
+
+    model = _first_supported(
+        attention, lambda impl: AutoModelForSequenceClassification.from_config(config, attn_implementation=impl)
+    )
+    _skip_unread_work(model)
+    return model
 
 
 def _first_supported(attention: Sequence[str], load: Callable[[str], PreTrainedModel]) -> PreTrainedModel:
