@@ -99,7 +99,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.steps = args.steps if args.steps is not None else (4 if smoke else 50)
     args.warmup = args.warmup if args.warmup is not None else (1 if smoke else 10)
     if args.steps < 1 or args.warmup < 0 or args.batch_size < 1:
-        parser.error(f"expects --steps >= 1, --warmup >= 0, --batch-size >= 1, but got {args.steps}, {args.warmup}, {args.batch_size}")
+        parser.error(
+            "expects --steps >= 1, --warmup >= 0, --batch-size >= 1, "
+            f"but got {args.steps}, {args.warmup}, {args.batch_size}"
+        )
     return args
 
 
@@ -126,7 +129,8 @@ def model_spec(key: str, source: str) -> tuple[ModelSpec, str]:
     if source == "smoke":
         tiny = {"minilm": "standin:bert-tiny", "gte": "standin:roformer-tiny", "modernbert": "standin:modernbert-tiny"}
         return ModelSpec(name=key, checkpoint=tiny[key], stand_in_for=model.hf_id), f"{tiny[key]} (tiny, random)"
-    return ModelSpec(name=key, checkpoint=f"config:{key}", stand_in_for=model.hf_id), f"{model.hf_id} sized config (random)"
+    spec = ModelSpec(name=key, checkpoint=f"config:{key}", stand_in_for=model.hf_id)
+    return spec, f"{model.hf_id} sized config (random)"
 
 
 def load(spec: ModelSpec, attention: tuple[str, ...]):
@@ -248,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     peak = peak_flops(device, args.peak_tflops)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
     print(f"device: {name}; peak dense bf16: {f'{peak / 1e12:.0f} TFLOP/s' if peak else 'unknown (MFU not computed)'}")
-    print(f"{args.warmup} untimed + {args.steps} timed steps of {args.batch_size} pairs per model, source {args.source}")
+    print(f"{args.warmup} untimed + {args.steps} timed steps of {args.batch_size} pairs per model ({args.source})")
     if device.type != "cuda" and args.source != "smoke":
         print("no CUDA device: this runs fp32 on the CPU and will be slow; --source smoke exercises the script")
     results = []
@@ -257,7 +261,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             result = measure(key, args, device, peak)
         except (RuntimeError, OSError, ValueError) as err:  # e.g. the hub cannot be reached
-            result = Result(key, model_spec(key, args.source)[1], "", 0, 0, 0.0, 0.0, 0.0, None, None, 0.0, str(err).splitlines()[0])
+            note, reason = model_spec(key, args.source)[1], str(err).splitlines()[0]
+            result = Result(key, note, "", 0, 0, 0.0, 0.0, 0.0, None, None, 0.0, error=reason)
         print(f"  {key}: done in {time.perf_counter() - start:.0f} s", flush=True)
         results.append(result)
         if device.type == "cuda":
@@ -269,9 +274,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def print_table(results: list[Result]) -> None:
-    row = "{:12}{:>10}{:>10}{:>12}{:>9}{:>8}{:>14}{:>10}  {}"
+    row = "{:12}{:>10}{:>10}{:>12}{:>9}{:>8}{:>11}{:>10}  {}"
     print()
-    print(row.format("model", "params*", "pairs/s", "tokens/s", "padding", "MFU", "executed TF/s", "peak GiB", "attention / built from"))
+    header = ("model", "params*", "pairs/s", "tokens/s", "padding", "MFU", "exec TF/s", "peak GiB", "attention/source")
+    print(row.format(*header))
     for r in results:
         if r.error:
             print(f"{r.model:12}skipped: {r.error}")

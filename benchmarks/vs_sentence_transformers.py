@@ -409,7 +409,9 @@ class Stopwatch:
 def compare_reranking(sides: Sides, args: argparse.Namespace) -> dict:
     sides.sync_weights()  # training rounds moved the two models apart
     eval_set = candidate_set(args.queries, args.candidates, args.seed)
-    texts = [(eval_set.queries[q], eval_set.passages[d]) for q in sorted(eval_set.candidates) for d in eval_set.candidates[q]]
+    texts = [
+        (eval_set.queries[q], eval_set.passages[d]) for q in sorted(eval_set.candidates) for d in eval_set.candidates[q]
+    ]
     cpu = torch.device("cpu")
     identity = torch.nn.Identity()  # raw logits, as the trial scores with
 
@@ -552,18 +554,16 @@ def print_report(results: dict) -> bool:
         print(row.format("  training ratio per round", "", "", "", ", ".join(f"{x:.2f}" for x in t["round_ratios"])))
         rss = t["peak_rss_bytes"]
         scope = "per side" if t["rss_per_phase"] else "process lifetime peak"
-        print(
-            row.format(
-                "training peak RSS (MiB)", f"{rss['project'] / 2**20:.0f}", f"{rss['sentence-transformers'] / 2**20:.0f}", "", scope
-            )
-        )
+        mib = {side: f"{value / 2**20:.0f}" for side, value in rss.items()}
+        print(row.format("training peak RSS (MiB)", mib["project"], mib["sentence-transformers"], "", scope))
         first = t["first_step"]
         ok &= t["first_step_agrees"]
         for key in ("loss", "grad_norm"):
             ours, reference = first["project"][key], first["sentence-transformers"][key]
             verdict = "agree" if t["first_step_agrees"] else "DISAGREE"
             label = f"first-step {key.replace('_', ' ')}"
-            print(row.format(label, f"{ours:.6f}", f"{reference:.6f}", "", f"|diff| {abs(ours - reference):.1e}: {verdict}"))
+            diff = f"|diff| {abs(ours - reference):.1e}: {verdict}"
+            print(row.format(label, f"{ours:.6f}", f"{reference:.6f}", "", diff))
         sizes = results["optimizer_state_bytes"]
         print(
             f"{'optimizer state (MiB)':30}AdamW {sizes['adamw'] / 2**20:.1f}, Lion {sizes['lion'] / 2**20:.1f} "
@@ -572,7 +572,8 @@ def print_report(results: dict) -> bool:
     if "reranking" in results:
         r = results["reranking"]
         pad = r["padding"]
-        print(row.format("reranking tokens per real token", f"{pad['project']:.3f}", f"{pad['sentence-transformers']:.3f}", "", "(batch padding)"))
+        ours, reference = f"{pad['project']:.3f}", f"{pad['sentence-transformers']:.3f}"
+        print(row.format("reranking tokens per real token", ours, reference, "", "(batch padding)"))
         ok &= r["scores_agree"]
         verdict = "agree" if r["scores_agree"] else "DISAGREE"
         print(

@@ -41,7 +41,8 @@ class FirstTokenBertLayer(BertLayer):
 
         if attention_mask is not None and attention_mask.dim() == 4:
             attention_mask = attention_mask[:, :, :1]  # the first query's row (flash attention takes 2-D)
-        interface = ALL_ATTENTION_FUNCTIONS.get_interface(attention.config._attn_implementation, eager_attention_forward)
+        implementation = attention.config._attn_implementation
+        interface = ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager_attention_forward)
         context, _ = interface(
             attention,
             heads(attention.query(first)),
