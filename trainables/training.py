@@ -1,7 +1,9 @@
 """One epoch of pointwise cross-encoder training: forward, BCE, backward, clip, step, schedule.
 
 The loop never synchronises with the device except every `log_every` steps, when it writes one
-step-log line and checks that the loss is still finite.
+step-log line and checks that the loss is still finite. Batches are length-bucketed (little
+padding) yet in a random order; on a GPU, DataLoader workers pad them into pinned memory while the
+device computes.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,10 +38,61 @@ class EpochStats:
         return self.pairs / self.seconds if self.seconds > 0 else 0.0
 
 
-def shuffled_batches(n_pairs: int, batch_size: int, *, seed: int, epoch: int) -> list[np.ndarray]:
-    """A fresh random order per epoch, derived from (seed, epoch) so a resumed trial sees the same one."""
-    order = np.random.default_rng([seed, epoch]).permutation(n_pairs)
-    return [order[i : i + batch_size] for i in range(0, n_pairs, batch_size)]
+# Batches per bucketing window: the pairs of 64 batches are sorted by length before they are cut
+# into batches. On MS MARCO-like lengths this leaves ~0.5% padding (random batches: ~17%) and
+# about half the batches with none at all, which then run without an attention mask.
+BUCKET_BATCHES = 64
+
+
+def shuffled_batches(
+    lengths: np.ndarray, batch_size: int, *, seed: int, epoch: int, bucket_batches: int = BUCKET_BATCHES
+) -> list[np.ndarray]:
+    """Length-bucketed batches in a fresh random order per epoch, derived from (seed, epoch) only.
+
+    Shuffle all pairs; cut the order into windows of `bucket_batches` batches; sort each window by
+    length and cut it into batches; shuffle the batches of all windows together. Every pair comes
+    once per epoch, each batch holds pairs of similar length drawn at random from its window, and
+    long and short batches alternate at random. A resumed trial rebuilds the same batches.
+    """
+    if batch_size < 1 or bucket_batches < 1:
+        raise ValueError(f"expects batch_size and bucket_batches >= 1, but got {batch_size} and {bucket_batches}")
+    rng = np.random.default_rng([seed, epoch])
+    order = rng.permutation(len(lengths))
+    window = batch_size * bucket_batches
+    batches: list[np.ndarray] = []
+    for start in range(0, len(order), window):
+        chunk = order[start : start + window]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+class _PaddedBatches(torch.utils.data.Dataset):
+    """Batch i of an epoch, padded, with its labels: what a DataLoader worker builds."""
+
+    def __init__(self, pairs: TokenizedPairs, labels: np.ndarray, batches: list[np.ndarray]):
+        self.pairs, self.labels, self.batches = pairs, labels, batches
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, i: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        indices = self.batches[i]
+        return self.pairs.batch(indices), torch.from_numpy(self.labels[indices])
+
+
+def padded_batches(
+    pairs: TokenizedPairs, labels: np.ndarray, batches: list[np.ndarray], *, workers: int = 0, pin_memory: bool = False
+) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor]]:
+    """(inputs, labels) per batch, in order. With workers > 0, built in worker processes ahead of use."""
+    dataset = _PaddedBatches(pairs, labels, batches)
+    if workers == 0:
+        yield from (dataset[i] for i in range(len(dataset)))
+        return
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=None, shuffle=False, num_workers=workers, pin_memory=pin_memory, prefetch_factor=4
+    )
+    yield from loader
 
 
 def train_one_epoch(
@@ -57,18 +110,21 @@ def train_one_epoch(
     epoch: int,
     first_step: int,
     on_log: Callable[[dict], None],
+    loader_workers: int = 0,
 ) -> EpochStats:
+    """Train on `batches` (index arrays into `pairs`) in order; `loader_workers` > 0 pads them in
+    DataLoader worker processes (into pinned memory on CUDA), so the device never waits for the host."""
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
-    labels_t = torch.from_numpy(labels)
+    stream = padded_batches(pairs, labels, batches, workers=loader_workers, pin_memory=device.type == "cuda")
     loss_sum = torch.zeros((), device=device)
     window_loss = torch.zeros((), device=device)
     window_steps, window_pairs, window_start = 0, 0, time.perf_counter()
     epoch_start = window_start
     step = first_step
-    for i, indices in enumerate(batches, start=1):
-        batch = {k: v.to(device, non_blocking=True) for k, v in pairs.batch(indices).items()}
-        target = labels_t[indices].to(device, non_blocking=True)
+    for i, (inputs, targets) in enumerate(stream, start=1):
+        batch = {k: v.to(device, non_blocking=True) for k, v in inputs.items()}
+        target = targets.to(device, non_blocking=True)
         autocast = (
             torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype else contextlib.nullcontext()
         )
@@ -85,7 +141,7 @@ def train_one_epoch(
         loss_sum += loss.detach()
         window_loss += loss.detach()
         window_steps += 1
-        window_pairs += len(indices)
+        window_pairs += len(targets)
         if i % log_every == 0 or i == len(batches):
             mean = window_loss.item() / window_steps
             _check_finite(mean, epoch=epoch, step=step)

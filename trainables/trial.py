@@ -22,7 +22,7 @@ from study.data.cache import cached_candidates
 from study.data.tokenized import tokenize_pairs
 from study.spec import TrialSpec
 from trainables.checkpointing import TrainingProgress, load_checkpoint, save_checkpoint, seed_everything
-from trainables.models import load_cross_encoder, model_input_names
+from trainables.models import attention_preference, load_cross_encoder, model_input_names
 from trainables.optimizers import build_optimizer, optimizer_state_bytes
 from trainables.schedules import build_scheduler
 from trainables.training import shuffled_batches, train_one_epoch
@@ -39,8 +39,12 @@ def run_trial(spec: TrialSpec, *, trial_dir: Path, report: Report, restore_from:
     device = _device(spec)
     autocast_dtype = torch.bfloat16 if spec.training.precision == "bf16-mixed" and device.type == "cuda" else None
 
-    tokenizer, model = load_cross_encoder(spec.model)
+    tokenizer, model = load_cross_encoder(
+        spec.model, attention=attention_preference(device.type, half_precision=autocast_dtype is not None)
+    )
     model.to(device)
+    if spec.training.compile:
+        model.compile(dynamic=True)  # in place: parameter names, and so checkpoints, stay the same
     with_types = "token_type_ids" in model_input_names(model)
 
     train = registry.load_training_pairs(spec.training.data, seed=spec.training.seed)
@@ -111,7 +115,9 @@ def run_trial(spec: TrialSpec, *, trial_dir: Path, report: Report, restore_from:
             step_log.flush()
 
         for epoch in range(progress.epoch + 1, spec.training.epochs + 1):
-            batches = shuffled_batches(len(train), spec.training.batch_size, seed=spec.training.seed, epoch=epoch)
+            batches = shuffled_batches(
+                train_tokens.lengths, spec.training.batch_size, seed=spec.training.seed, epoch=epoch
+            )
             stats = train_one_epoch(
                 model,
                 optimizer,
@@ -126,6 +132,7 @@ def run_trial(spec: TrialSpec, *, trial_dir: Path, report: Report, restore_from:
                 epoch=epoch,
                 first_step=progress.global_step,
                 on_log=log_step,
+                loader_workers=_loader_workers(spec, device),
             )
             progress = TrainingProgress(epoch=epoch, global_step=progress.global_step + stats.steps)
             metrics = evaluate(epoch) | {
@@ -163,6 +170,12 @@ def peak_memory(device: torch.device) -> tuple[int, str]:
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
     return int(peak if sys.platform == "darwin" else peak * 1024), "cpu-rss"
+
+
+def _loader_workers(spec: TrialSpec, device: torch.device) -> int:
+    """DataLoader workers that pad batches while the GPU computes: the trial's other CPUs. On a
+    CPU-only trial the cores are better spent on the model itself."""
+    return max(0, int(spec.resources.cpus) - 1) if device.type == "cuda" else 0
 
 
 def _device(spec: TrialSpec) -> torch.device:
