@@ -38,7 +38,7 @@ def wandb_history(run_file: Path) -> tuple[str, list[dict]]:
         record = wandb_internal_pb2.Record()
         record.ParseFromString(raw)
         if record.WhichOneof("record_type") == "run":
-            group = record.run.run_group
+            group = record.run.run_group or group  # later run records may be partial updates
         elif record.WhichOneof("record_type") == "history":
             rows.append({item.key or "/".join(item.nested_key): item.value_json for item in record.history.item})
     return group, rows
