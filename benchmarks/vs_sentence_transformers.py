@@ -16,7 +16,8 @@ Training: per round, both sides train on the same random sample of `(warmup + st
 training pairs, one epoch over it: the project with `trainables.training` (pairs tokenized once,
 length-bucketed batches; the tokenization is counted in its time), sentence-transformers with
 `CrossEncoderTrainer` (random batches, tokenized in the loss at every step). The first `warmup`
-steps are not timed. Rounds alternate which side goes first; the ratio is of the medians.
+steps are not timed. Rounds alternate which side goes first; the ratio is the median of the
+rounds' ratios (each round's two runs are close in time, so other load on the machine cancels best).
 
 Reranking, what a trial does: one candidate set (1000 candidates per query: each query's 100 BM25
 candidates from builtin-demo-dl, filled up with other demo passages in a seeded random order)
@@ -81,7 +82,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="python -m benchmarks.vs_sentence_transformers",
         description="Training and reranking throughput of the project vs sentence-transformers' CrossEncoder.",
     )
-    parser.add_argument("--rounds", type=int, default=3, help="training rounds per side, alternating order")
+    parser.add_argument("--rounds", type=int, default=5, help="training rounds per side, alternating order")
     parser.add_argument("--train-steps", type=int, default=12, help="timed training steps per round")
     parser.add_argument("--warmup-steps", type=int, default=2, help="untimed training steps per round")
     parser.add_argument("--batch-size", type=int, default=16, help="training batch size (thesis: 16)")
@@ -322,8 +323,8 @@ def compare_training(sides: Sides, args: argparse.Namespace) -> dict:
             "project": median(r.pairs_per_s for r in ours),
             "sentence-transformers": median(r.pairs_per_s for r in reference),
         },
-        "ratio": median(r.pairs_per_s for r in ours) / median(r.pairs_per_s for r in reference),
-        "cpu_ratio": median(r.pairs_per_cpu_s for r in ours) / median(r.pairs_per_cpu_s for r in reference),
+        "ratio": median(o.pairs_per_s / r.pairs_per_s for o, r in zip(ours, reference)),
+        "cpu_ratio": median(o.pairs_per_cpu_s / r.pairs_per_cpu_s for o, r in zip(ours, reference)),
         "round_ratios": [o.pairs_per_s / r.pairs_per_s for o, r in zip(ours, reference)],
         "peak_rss_bytes": {side: max(r.memory.rss_bytes for r in rs) for side, rs in runs.items()},
         "rss_per_phase": all(r.memory.per_phase for rs in runs.values() for r in rs),
