@@ -10,6 +10,9 @@ import pytest
 # Models come from the installed packages or are built from configs: never from a hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+# A ray:// client gets its own server process, which must answer within this many seconds; Ray's
+# 30 s default was once too short on a loaded 2-core CI machine (inherited by test-started nodes).
+os.environ.setdefault("RAY_CLIENT_SERVER_CHECK_CHANNEL_TIMEOUT_S", "120")
 # A fresh tokenization cache per test session (set before Ray starts, so trials inherit it).
 os.environ["STUDY_CACHE_DIR"] = tempfile.mkdtemp(prefix="study-cache-")
 
