@@ -125,17 +125,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def resolve_spec(args: argparse.Namespace):
     from study import grids
+    from study.names import check_at_least
 
     if search_cli.search_options_given(args):
         raise ValueError(f"{', '.join(search_cli.search_options_given(args))} only apply to --search")
     models = _split(args.models)
     optimizers = _split(args.optimizers)
-    if args.epochs is not None and args.epochs < 1:
-        raise ValueError(f"--epochs must be at least 1, but got {args.epochs}")
-    if args.max_concurrent is not None and args.max_concurrent < 1:
-        raise ValueError(f"--max-concurrent must be at least 1, but got {args.max_concurrent}")
-    if args.max_failures is not None and args.max_failures < 0:
-        raise ValueError(f"--max-failures must be at least 0, but got {args.max_failures}")
+    check_at_least("--epochs", args.epochs, 1)
+    check_at_least("--max-concurrent", args.max_concurrent, 1)
+    check_at_least("--max-failures", args.max_failures, 0)
     _node_env(args.node_env)
     if args.resume is True:
         raise ValueError("--resume expects the study directory to continue: --resume STUDY_DIR")

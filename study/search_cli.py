@@ -85,15 +85,12 @@ def main(args: argparse.Namespace) -> int:
 
 def resolve_search(args: argparse.Namespace):
     from study import search_spec
-    from study.names import check_name
+    from study.names import check_at_least, check_name
 
     check_name(args.search, SEARCHES, what="search")
-    if args.max_concurrent is not None and args.max_concurrent < 1:
-        raise ValueError(f"--max-concurrent must be at least 1, but got {args.max_concurrent}")
-    if args.epochs is not None and args.epochs < 1:
-        raise ValueError(f"--epochs must be at least 1, but got {args.epochs}")
-    if args.num_samples is not None and args.num_samples < 1:
-        raise ValueError(f"--num-samples must be at least 1, but got {args.num_samples}")
+    check_at_least("--max-concurrent", args.max_concurrent, 1)
+    check_at_least("--epochs", args.epochs, 1)
+    check_at_least("--num-samples", args.num_samples, 1)
     storage = args.storage or "studies"
     if args.resume:
         if isinstance(args.resume, str):  # --resume STUDY_DIR

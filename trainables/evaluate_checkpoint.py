@@ -9,13 +9,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import torch
 
 from eval.evaluator import evaluate_reranker
 from study.data import registry
 from study.data.cache import cached_candidates
 from study.spec import EvalSetSpec, TrialSpec
 from trainables.models import load_cross_encoder, model_input_names
+from trainables.trial import device_and_autocast
 
 
 def evaluate_checkpoint(
@@ -28,11 +28,7 @@ def evaluate_checkpoint(
     epoch: int,
 ) -> dict[str, float]:
     """Metrics keyed `<set>/<metric>`; writes `runs/<set>.epoch<N>.trec` and per-query values in out_dir."""
-    use_cuda = trial.resources.gpus > 0 and torch.cuda.is_available()
-    device = torch.device("cuda" if use_cuda else "cpu")
-    if not use_cuda:
-        torch.set_num_threads(max(1, int(trial.resources.cpus)))
-    autocast_dtype = torch.bfloat16 if use_cuda and trial.training.precision == "bf16-mixed" else None
+    device, autocast_dtype = device_and_autocast(trial)
 
     saved = trial.model.model_copy(update={"checkpoint": str(checkpoint)})
     tokenizer, model = load_cross_encoder(saved)

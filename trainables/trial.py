@@ -36,8 +36,7 @@ STEP_LOG = "steps.jsonl"
 def run_trial(spec: TrialSpec, *, trial_dir: Path, report: Report, restore_from: Path | None = None) -> None:
     trial_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(spec.training.seed)
-    device = _device(spec)
-    autocast_dtype = torch.bfloat16 if spec.training.precision == "bf16-mixed" and device.type == "cuda" else None
+    device, autocast_dtype = device_and_autocast(spec)
 
     tokenizer, model = load_cross_encoder(
         spec.model, attention=attention_preference(device.type, half_precision=autocast_dtype is not None)
@@ -178,9 +177,10 @@ def _loader_workers(spec: TrialSpec, device: torch.device) -> int:
     return max(0, int(spec.resources.cpus) - 1) if device.type == "cuda" else 0
 
 
-def _device(spec: TrialSpec) -> torch.device:
+def device_and_autocast(spec: TrialSpec) -> tuple[torch.device, torch.dtype | None]:
+    """The trial's device, and bf16 autocast on CUDA when the spec asks for it (CPU runs fp32)."""
     if spec.resources.gpus > 0 and torch.cuda.is_available():
-        return torch.device("cuda")
+        return torch.device("cuda"), (torch.bfloat16 if spec.training.precision == "bf16-mixed" else None)
     torch.set_num_threads(max(1, int(spec.resources.cpus)))
-    return torch.device("cpu")
+    return torch.device("cpu"), None
 
