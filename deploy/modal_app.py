@@ -5,7 +5,7 @@
 
 Each container of a Modal cluster (`modal.clustered`) is one Ray node: rank 0 starts the Ray head,
 the others join it, rank 0 waits until all have joined and then runs the study driver
-(`python -m study.run ... --address <head>`). Start-up uses study/cluster_nodes.py, the same code
+(`python -m study.run ... --address <head>`). Start-up uses study/cluster/nodes.py, the same code
 the local multi-node tests run.
 
 Storage. Tune needs a study directory every node can write to. A Modal Volume is not a shared
@@ -219,7 +219,7 @@ def study_arguments(
 
 def run_node(study_args: list[str], config_yaml: str, *, rank: int, ips: list[str]) -> str:
     """One container's part: rank 0 runs the head and the driver, the others run a worker each."""
-    from study import cluster_nodes
+    from study.cluster import nodes as cluster_nodes
 
     # The project's packages sit beside each other in the image: Ray's workers and the driver
     # import them from there, whatever their working directory.

@@ -2,7 +2,7 @@
 
 A space is a side-effect-free function `space(trial, ranges) -> params`: it only asks the Optuna
 trial for values inside `ranges` (plain data, below) and returns them. Building the trial spec
-from those values happens elsewhere (study/search.py), so the spaces stay pure and cheap.
+from those values happens elsewhere (study/search/run.py), so the spaces stay pure and cheap.
 
 The searched hyperparameters and where each default range comes from:
 

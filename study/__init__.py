@@ -1,1 +1,1 @@
-"""Study service: CLI, spec, orchestration and results of the cross-encoder optimizer study."""
+"""What a study is and running it: the CLI (run.py), the spec, grids and scales, orchestration on Ray Tune, results."""

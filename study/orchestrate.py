@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from eval.measures import PRIMARY_METRIC, PRIMARY_MODE
-from study import results, storage
+from study import results
+from study.cluster import storage
 from study.spec import StudySpec
 
 LOCAL_MIRROR = "studies"  # where a study stored at a URI is read back to, relative to the working directory
@@ -57,8 +58,8 @@ def run_study(
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
-    from study.progress import StudyProgress
-    from study.ray_cluster import connect
+    from study.tracking.progress import StudyProgress
+    from study.cluster.connect import connect
     from trainables.reranker import train_reranker, trial_resources
 
     location = storage.study_location(spec.storage, spec.name)
@@ -74,8 +75,8 @@ def run_study(
     metric = primary_metric_key(spec)
     # Tune's file loggers first, so results reach disk before any tracking callback sees them.
     callbacks = [JsonLoggerCallback(), CSVLoggerCallback(), StudyProgress(len(spec.trials), metric, PRIMARY_MODE)]
-    if wandb != "off":  # study.tracking imports wandb itself, which takes seconds
-        from study.tracking import wandb_callbacks
+    if wandb != "off":  # study.tracking.wandb_logger imports wandb itself, which takes seconds
+        from study.tracking.wandb_logger import wandb_callbacks
 
         callbacks += wandb_callbacks(wandb, study_name=spec.name)
     tuner = tune.Tuner(

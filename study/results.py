@@ -158,9 +158,9 @@ def write_results(study_dir: Path, trials: list[TrialResult], columns: list[Colu
     notes = stand_in_notes(trials)
     markdown = format_table(summary, markdown=True) + ("\n\n" + "\n".join(notes) if notes else "") + "\n"
     paths = {
-        "csv": _write(study_dir / "results.csv", buffer.getvalue()),
-        "json": _write(study_dir / "results.json", json.dumps([asdict(t) for t in trials], indent=1)),
-        "summary": _write(study_dir / "summary.md", markdown),
+        "csv": write_atomic(study_dir / "results.csv", buffer.getvalue()),
+        "json": write_atomic(study_dir / "results.json", json.dumps([asdict(t) for t in trials], indent=1)),
+        "summary": write_atomic(study_dir / "summary.md", markdown),
     }
     return paths
 
@@ -186,9 +186,11 @@ def _cell(value: object) -> str:
     return str(value)
 
 
-def _write(path: Path, text: str) -> Path:
+def write_atomic(path: Path, text: str) -> Path:
+    """Write `text` to `path` through a temporary file and a rename: a reader (a report of a running
+    study, a killed driver's leftovers) never sees half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
+    tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
     return path

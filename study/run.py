@@ -10,9 +10,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from study import search_cli
-
-EXIT_BAD_INPUT = 2
+from study.cli_errors import print_bad_input
+from study.search import cli as search_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -85,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         spec = resolve_spec(args)
     except Exception as err:  # noqa: BLE001 -- every bad input becomes one paragraph and exit 2
-        return _bad_input(err)
+        return print_bad_input(err)
 
     if args.print_spec:
         import yaml
@@ -100,15 +99,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         preflight(spec)
         if args.wandb != "off":
-            from study.tracking import check_wandb_installed
+            from study.tracking.wandb_logger import check_wandb_installed
 
             check_wandb_installed()
     except (RuntimeError, ValueError) as err:
-        return _bad_input(err)
+        return print_bad_input(err)
 
     print(describe(spec), flush=True)
     from study.orchestrate import run_study
-    from study.report import write_report
+    from study.reporting.report import write_report
 
     outcome = run_study(
         spec,
@@ -163,7 +162,7 @@ def resolve_spec(args: argparse.Namespace):
 
 def _resumed_spec(args: argparse.Namespace):
     """The saved study, unchanged: Tune continues it with the settings it started with."""
-    from study.storage import load_study_spec
+    from study.cluster.storage import load_study_spec
 
     changed = [
         f"--{name.replace('_', '-')}"
@@ -176,7 +175,7 @@ def _resumed_spec(args: argparse.Namespace):
 
 
 def _node_env(pairs: Sequence[str] | None) -> dict[str, str]:
-    from study.ray_cluster import check_env_vars
+    from study.cluster.connect import check_env_vars
 
     env = {}
     for pair in pairs or ():
@@ -243,25 +242,6 @@ def _split(values: Sequence[str] | None) -> list[str] | None:
     if not values:
         return None
     return [v for value in values for v in value.split(",") if v]
-
-
-def _bad_input(err: Exception) -> int:
-    print(f"error: {format_error(err)}", file=sys.stderr)
-    return EXIT_BAD_INPUT
-
-
-def format_error(err: Exception) -> str:
-    """One readable paragraph, also for pydantic's multi-line validation errors."""
-    from pydantic import ValidationError
-
-    if isinstance(err, ValidationError):
-        problems = []
-        for item in err.errors():
-            where = ".".join(str(p) for p in item["loc"])
-            message = item["msg"].removeprefix("Value error, ")
-            problems.append(f"{where}: {message} (got {item.get('input')!r})")
-        return f"invalid study spec: {'; '.join(problems)}."
-    return str(err)
 
 
 if __name__ == "__main__":

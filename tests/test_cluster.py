@@ -1,6 +1,6 @@
 """A real two-node Ray cluster on this machine: a job-submitted study, and a node killed mid-trial.
 
-The nodes are `ray start` processes started by study/cluster_nodes.py, the same code the Modal
+The nodes are `ray start` processes started by study/cluster/nodes.py, the same code the Modal
 app runs. Each node has its own temp dir (so its own session and artifact directories, as on a
 separate machine), the cluster has its own token and ports, and the fixture stops exactly the
 processes it started, so other Ray instances on the machine are never touched.
@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from study.cluster_nodes import RayNode, node_environment, start_node, wait_for_nodes
+from study.cluster.nodes import RayNode, node_environment, start_node, wait_for_nodes
 from study.grids import build_study, restrict
 from study.spec import StudySpec
 from trainables.trial import STEP_LOG, is_measurement, run_trial
@@ -230,7 +230,7 @@ def test_smoke_grid_submitted_as_a_ray_job_runs_on_both_nodes(two_nodes, tmp_pat
 # Joins through `connect` with node env vars, then reads them back from a task on each node.
 _CLIENT = """
 import os, sys, ray
-from study.ray_cluster import connect
+from study.cluster.connect import connect
 print(connect(sys.argv[1], env_vars={"HF_HOME": "/tmp/shared-hf-cache"}))
 seen = ray.get([ray.remote(lambda: os.environ.get("HF_HOME")).options(scheduling_strategy="SPREAD").remote()
                 for _ in range(4)])
@@ -248,7 +248,7 @@ def test_ray_client_and_gcs_addresses_join_only_with_the_token(two_nodes):
     assert "HF_HOME on the nodes: ['/tmp/shared-hf-cache']" in joined.stdout
 
     # Another token, straight to the GCS address: refused, with a message that says what to set.
-    connect = "import sys; from study.ray_cluster import connect; print(connect(sys.argv[1]))"
+    connect = "import sys; from study.cluster.connect import connect; print(connect(sys.argv[1]))"
     wrong_token = {**two_nodes.client_env, "RAY_AUTH_TOKEN": secrets.token_hex(32)}
     refused = subprocess.run(
         [sys.executable, "-c", connect, two_nodes.head.address], env=wrong_token, capture_output=True, text=True, timeout=120

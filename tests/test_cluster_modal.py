@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from study.cluster_nodes import node_role
+from study.cluster.nodes import node_role
 from study.run import build_parser, resolve_spec
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 from search_spaces import thesis
-from study import storage
-from study.cluster_nodes import ensure_auth_token, gcs_address, node_environment
+from study.cluster import storage
+from study.cluster.nodes import ensure_auth_token, gcs_address, node_environment
 from study.grids import build_study
 from study.run import main
 

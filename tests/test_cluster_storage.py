@@ -8,9 +8,9 @@ import pytest
 
 from study.grids import restrict
 from study.orchestrate import run_study
-from study.ray_cluster import connect
+from study.cluster.connect import connect
 from study.spec import StudySpec
-from study.storage import load_study_spec
+from study.cluster.storage import load_study_spec
 
 pytestmark = pytest.mark.ray
 

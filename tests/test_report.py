@@ -20,7 +20,8 @@ import pytest
 
 from eval.measures import METRICS
 from study.grids import build_study, restrict, with_seeds
-from study.report import main, write_report
+from study.report import main
+from study.reporting.report import write_report
 from study.reporting.thesis_numbers import THESIS_TABLES, disagreements, lookup, thesis_values
 from study.spec import StudySpec
 

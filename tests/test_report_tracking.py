@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from study.progress import Best, better, progress_line
+from study.tracking.progress import Best, better, progress_line
 
 
 def test_progress_line_counts_the_whole_study():
@@ -38,7 +38,7 @@ def no_wandb_credentials(tmp_path, monkeypatch):
 
 
 def test_online_without_an_api_key_logs_offline(no_wandb_credentials, capsys):
-    from study.tracking import GuardedWandbCallback, api_key_available, wandb_callbacks
+    from study.tracking.wandb_logger import GuardedWandbCallback, api_key_available, wandb_callbacks
 
     assert not api_key_available()
     [callback] = wandb_callbacks("online", study_name="s")
@@ -51,10 +51,10 @@ def test_online_without_an_api_key_logs_offline(no_wandb_credentials, capsys):
 
 
 def test_a_wandb_failure_is_logged_once_and_never_raised(no_wandb_credentials, caplog):
-    from study.tracking import GuardedWandbCallback
+    from study.tracking.wandb_logger import GuardedWandbCallback
 
     callback = GuardedWandbCallback(project="p", group="g", mode="online")
-    with caplog.at_level(logging.WARNING, logger="study.tracking"):
+    with caplog.at_level(logging.WARNING, logger="study.tracking.wandb_logger"):
         callback.setup()  # Ray's setup finds no API key and raises; the guard keeps the study going
         callback.on_trial_result(iteration=1, trials=[], trial=None, result={})  # skipped from now on
     warnings = [r.getMessage() for r in caplog.records]

@@ -13,7 +13,7 @@ import uuid
 
 import pytest
 
-from study.search_spec import build_search, study_dir
+from study.search.spec import build_search, study_dir
 
 pytestmark = pytest.mark.ray
 
@@ -32,7 +32,7 @@ def postgres_url() -> str:
 def test_search_keeps_its_optuna_study_in_postgres_with_parallel_trials(postgres_url, ray_cluster, tmp_path):
     import optuna
 
-    from study.search import open_storage, run_search
+    from study.search.run import open_storage, run_search
 
     spec = build_search(
         scale="smoke",

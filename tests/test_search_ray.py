@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from study.run import main
-from study.search_spec import build_search, study_dir
+from study.search.spec import build_search, study_dir
 
 pytestmark = pytest.mark.ray
 
@@ -29,7 +29,7 @@ NUM_SAMPLES = 6
 
 def _interrupt_when_finished(spec, count: int, stop: threading.Event) -> None:
     """Press Ctrl+C (SIGINT to this process) once `count` trials have finished."""
-    from study.search import finished_trials, open_storage
+    from study.search.run import finished_trials, open_storage
 
     while not stop.wait(0.5):
         done = len(finished_trials(open_storage(spec.optuna_storage), spec, spec.pairs[0]))
@@ -42,7 +42,7 @@ def _interrupt_when_finished(spec, count: int, stop: threading.Event) -> None:
 def resumed_search(ray_cluster, tmp_path_factory):
     import optuna
 
-    from study.search import open_storage, run_search
+    from study.search.run import open_storage, run_search
 
     storage = tmp_path_factory.mktemp("search")
     spec = build_search(

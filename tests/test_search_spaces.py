@@ -9,7 +9,7 @@ import pytest
 from search_spaces import optuna_spaces as spaces
 from search_spaces import thesis
 from study.run import main
-from study.search_spec import SearchSpec, build_search
+from study.search.spec import SearchSpec, build_search
 from study.spec import TrialSpec
 
 
@@ -84,7 +84,7 @@ def test_sampled_values_become_a_valid_trial_spec():
 
 
 def _first_suggestions(seed: int, n: int = 5) -> list[dict]:
-    from study.search import build_searcher
+    from study.search.run import build_searcher
 
     spec = build_search(scale="smoke", num_samples=12, models=["minilm"], optimizers=["lion"], seed=seed)
     searcher = build_searcher(spec, spec.pairs[0])  # in-memory Optuna storage
@@ -136,12 +136,12 @@ def test_the_same_seed_proposes_the_same_first_configurations():
     ],
 )
 def test_search_bad_input_is_one_paragraph_and_exit_2_before_ray(argv, message, capsys, monkeypatch, tmp_path):
-    import study.search
+    import study.search.run
 
     def must_not_run(*args, **kwargs):
         raise AssertionError("the search started despite bad input")
 
-    monkeypatch.setattr(study.search, "run_search", must_not_run)
+    monkeypatch.setattr(study.search.run, "run_search", must_not_run)
     base = ["--search", "optuna", "--scale", "smoke", "--storage", str(tmp_path)]
     assert main(base + argv) == 2
     err = capsys.readouterr().err
@@ -181,7 +181,7 @@ def test_asha_stops_on_the_searchers_metric_after_each_epoch_with_a_one_epoch_gr
 
     from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
-    from study.search import build_scheduler, build_searcher
+    from study.search.run import build_scheduler, build_searcher
 
     spec = build_search(scale="smoke", num_samples=6, models=["minilm"], optimizers=["adamw"], epochs=3)
     pair = spec.pairs[0]
@@ -206,7 +206,7 @@ def test_asha_stops_on_the_searchers_metric_after_each_epoch_with_a_one_epoch_gr
 
 
 def test_optuna_never_prunes():
-    from study.search import build_searcher
+    from study.search.run import build_searcher
 
     spec = build_search(scale="smoke", num_samples=6, models=["minilm"], optimizers=["adamw"])
     searcher = build_searcher(spec, spec.pairs[0])

@@ -8,7 +8,8 @@ from pydantic import ValidationError
 
 from search_spaces import thesis
 from study.grids import build_study, restrict
-from study.run import format_error, main
+from study.cli_errors import format_error
+from study.run import main
 from study.spec import AdamWSpec, LionSpec, StudySpec, TrainingSpec, TrialSpec
 
 

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from study.stats import holm, mean_ci, paired_t_test, randomization_test
+from study.reporting.stats import holm, mean_ci, paired_t_test, randomization_test
 
 
 def _queries(n: int, seed: int = 0) -> list[float]:

@@ -20,7 +20,7 @@ import random
 from collections.abc import Iterable, Iterator
 
 from study.data.types import EvalSet, TrainingPair
-from study.loop_progress import progress
+from study.tracking.loop_progress import progress
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,2 @@
-"""The study's report: thesis-shaped tables, the thesis's own numbers, significance tests,
-efficiency figures and training-dynamics plots, all read from a study directory.
-
-`python -m study.report STUDY_DIR` (study/report.py) puts them together.
-"""
+"""The study's report: thesis-shaped tables, the thesis's own numbers, statistics and significance tests,
+efficiency figures and plots, all read from a study directory (the CLI is study/report.py)."""

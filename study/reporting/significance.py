@@ -16,7 +16,7 @@ from pathlib import Path
 from eval.measures import DISPLAY_NAMES
 from study.reporting.study_data import StudyData
 from study.reporting.tables import Grid
-from study.stats import holm, paired_t_test, randomization_test
+from study.reporting.stats import holm, paired_t_test, randomization_test
 
 ALPHA = 0.05
 BASELINE, CHALLENGER = "adamw", "lion"

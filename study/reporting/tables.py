@@ -16,7 +16,7 @@ from eval.measures import DISPLAY_NAMES
 from study.reporting.study_data import StudyData, metric_value
 from study.reporting.thesis_numbers import TableShape, lookup
 from study.results import format_table
-from study.stats import mean_ci
+from study.reporting.stats import mean_ci
 
 
 @dataclass(frozen=True)

@@ -15,13 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 from search_spaces.optuna_spaces import HYPERPARAMETERS
 from study import results
-from study.results import _write  # atomic: a reader never sees half a file
+from study.results import write_atomic
 
 if TYPE_CHECKING:
     import optuna
 
-    from study.search import SearchTrial
-    from study.search_spec import SearchSpec
+    from study.search.spec import SearchSpec, SearchTrial
 
 TRIALS_CSV = "search_trials.csv"
 BEST_JSON = "best_configs.json"
@@ -43,10 +42,10 @@ def write_outputs(
         if isinstance(values, str):
             notes.append(f"{name}: no hyperparameter importances ({values})")
     paths = {
-        "best": _write(directory / BEST_JSON, json.dumps(_best_json(spec, pairs, notes), indent=1)),
-        "best_table": _write(directory / BEST_MD, best_markdown(spec, pairs, notes)),
-        "trials": _write(directory / TRIALS_CSV, _csv(trial_rows(spec, trials))),
-        "importances": _write(directory / IMPORTANCES_CSV, _csv(_importance_rows(importances, studies))),
+        "best": write_atomic(directory / BEST_JSON, json.dumps(_best_json(spec, pairs, notes), indent=1)),
+        "best_table": write_atomic(directory / BEST_MD, best_markdown(spec, pairs, notes)),
+        "trials": write_atomic(directory / TRIALS_CSV, _csv(trial_rows(spec, trials))),
+        "importances": write_atomic(directory / IMPORTANCES_CSV, _csv(_importance_rows(importances, studies))),
     }
     for name, study in studies.items():
         paths |= write_plots(study, directory / PLOTS_DIR, prefix=name)

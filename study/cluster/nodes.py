@@ -172,7 +172,7 @@ def wait_for_nodes(
 
     Runs in a short-lived helper process, so the caller never becomes a Ray driver itself.
     """
-    command = [sys.executable, "-m", "study.cluster_nodes", "wait", address, str(count), str(timeout)]
+    command = [sys.executable, "-m", "study.cluster.nodes", "wait", address, str(count), str(timeout)]
     done = subprocess.run(
         command, env=node_environment(env), capture_output=True, text=True, timeout=timeout + 60, check=False
     )
@@ -297,7 +297,7 @@ def _wait_main(address: str, count: int, timeout: float) -> int:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(prog="python -m study.cluster_nodes")
+    parser = argparse.ArgumentParser(prog="python -m study.cluster.nodes")
     sub = parser.add_subparsers(dest="command", required=True)
     wait = sub.add_parser("wait", help="wait until a cluster has N live nodes")
     wait.add_argument("address")

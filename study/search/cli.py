@@ -7,8 +7,9 @@ is validated, and its storage opened, before Ray starts.
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
+
+from study.cli_errors import print_bad_input
 
 SEARCHES: tuple[str, ...] = ("optuna",)
 DEFAULT_NUM_SAMPLES = 20
@@ -55,8 +56,6 @@ def search_options_given(args: argparse.Namespace) -> list[str]:
 
 
 def main(args: argparse.Namespace) -> int:
-    from study.run import EXIT_BAD_INPUT, format_error
-
     try:
         spec = resolve_search(args)
         if args.print_spec:
@@ -66,11 +65,10 @@ def main(args: argparse.Namespace) -> int:
             return 0
         preflight(spec, resume=args.resume)
     except Exception as err:  # noqa: BLE001 -- every bad input becomes one paragraph and exit 2
-        print(f"error: {format_error(err)}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return print_bad_input(err)
 
     print(describe(spec, resume=args.resume), flush=True)
-    from study.search import run_search
+    from study.search.run import run_search
 
     outcome = run_search(spec, address=args.address)
     if not outcome.complete:
@@ -84,7 +82,7 @@ def main(args: argparse.Namespace) -> int:
 
 
 def resolve_search(args: argparse.Namespace):
-    from study import search_spec
+    from study.search import spec as search_spec
     from study.names import check_at_least, check_name
 
     check_name(args.search, SEARCHES, what="search")
@@ -138,8 +136,8 @@ def resolve_search(args: argparse.Namespace):
 def preflight(spec, *, resume: bool) -> None:
     """Everything that can fail before Ray starts: data, models, the study directory, the storage."""
     from study.data import registry
-    from study.search import check_storage_for
-    from study.search_spec import SPEC_FILE, study_dir
+    from study.search.run import check_storage_for
+    from study.search.spec import SPEC_FILE, study_dir
     from trainables.models import check_loadable_offline
 
     from study.spec import EvalSetSpec
@@ -155,7 +153,7 @@ def preflight(spec, *, resume: bool) -> None:
 
 def describe(spec, *, resume: bool) -> str:
     from study.scales import SCALES
-    from study.search_spec import display_url
+    from study.search.spec import display_url
 
     verb = "Resuming" if resume else "Search"
     lines = [
@@ -175,8 +173,9 @@ def describe(spec, *, resume: bool) -> str:
 
 
 def report(spec, outcome) -> str:
-    from study import results, search_report
-    from study.search_spec import display_url
+    from study import results
+    from study.search import report as search_report
+    from study.search.spec import display_url
 
     lines = [
         "",

@@ -11,12 +11,14 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from search_spaces import optuna_spaces as spaces
+from study.results import TrialResult
 from study.spec import EvalSetSpec, Scale, TrialSpec
 
 SPEC_FILE = "search_spec.json"
@@ -235,3 +237,19 @@ def check_resume_options(saved: SearchSpec, given: Mapping[str, Any]) -> None:
                 f"--resume continues search {saved.name} as it was started ({option} {getattr(saved, field)}), "
                 f"but got {option} {value}; drop {option} or start a new search with another --name"
             )
+
+
+@dataclass(frozen=True)
+class SearchTrial:
+    """One Tune trial of a search, read back from its directory."""
+
+    pair: str
+    optuna_trial: int
+    params: dict[str, Any]
+    result: TrialResult
+    is_thesis: bool
+
+    def best_epoch(self, metric_key: str) -> tuple[float, int] | None:
+        scored = [(row[metric_key], row["epoch"]) for row in self.result.rows if row.get(metric_key) is not None]
+        # highest value; on a tie the earlier epoch
+        return max(scored, key=lambda item: (item[0], -item[1])) if scored else None

@@ -7,7 +7,7 @@ gives its study a no-op pruner), on the validation metric after every epoch. The
 in persistent storage (SQLite in the study directory, or an RDB URL) and Tune's experiment state
 holds the searcher's state, so `--resume` continues an interrupted search without re-running
 finished trials. Afterwards the best configuration of each pair, selected on the validation set,
-is evaluated on the test sets (study/search_report.py writes the outputs).
+is evaluated on the test sets (study/search/report.py writes the outputs).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from eval.measures import PRIMARY_MODE
 from search_spaces import optuna_spaces as spaces
 from study import results
-from study.search_spec import SearchPair, SearchSpec, study_dir
+from study.search.spec import SearchPair, SearchSpec, SearchTrial, study_dir
 from study.spec import TrialSpec
 
 if TYPE_CHECKING:
@@ -99,7 +99,7 @@ def open_storage(url: str):
     """The Optuna RDB storage at `url`; ValueError (password hidden) when it cannot be opened."""
     import optuna
 
-    from study.search_spec import display_url
+    from study.search.spec import display_url
 
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
@@ -170,8 +170,8 @@ def run_search(spec: SearchSpec, *, address: str | None = None, verbose: int = 1
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     import optuna
 
-    from study.ray_cluster import connect
-    from study.search_spec import save
+    from study.cluster.connect import connect
+    from study.search.spec import save
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     directory = study_dir(spec)
@@ -261,22 +261,6 @@ def _progress_table(spec: SearchSpec):
 # ---- after the search: select on validation, report on test ------------------------------------
 
 
-@dataclass(frozen=True)
-class SearchTrial:
-    """One Tune trial of a search, read back from its directory."""
-
-    pair: str
-    optuna_trial: int
-    params: dict[str, Any]
-    result: results.TrialResult
-    is_thesis: bool
-
-    def best_epoch(self, metric_key: str) -> tuple[float, int] | None:
-        scored = [(row[metric_key], row["epoch"]) for row in self.result.rows if row.get(metric_key) is not None]
-        # highest value; on a tie the earlier epoch
-        return max(scored, key=lambda item: (item[0], -item[1])) if scored else None
-
-
 def load_search_trials(spec: SearchSpec, pair: SearchPair) -> list[SearchTrial]:
     trials = []
     for result in results.load_trials(study_dir(spec) / pair.name):
@@ -314,7 +298,7 @@ def finalize(spec: SearchSpec, storage=None) -> SearchOutcome:
     """Select per pair on validation, evaluate thesis and selected checkpoints on the test sets, report."""
     import optuna
 
-    from study import search_report
+    from study.search import report as search_report
 
     storage = storage or open_storage(spec.optuna_storage)
     directory = study_dir(spec)
