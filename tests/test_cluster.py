@@ -238,12 +238,23 @@ print("HF_HOME on the nodes:", sorted(set(seen)))
 """
 
 
+def _client_server_logs(root: Path) -> str:
+    """The tails of the head's Ray Client server logs: why a ray:// client could not start."""
+    logs = sorted(root.glob("h/session_*/logs/ray_client_server*"))
+    return "".join(f"\n--- {log.name}\n{log.read_text(errors='replace')[-1500:]}" for log in logs)
+
+
 def test_ray_client_and_gcs_addresses_join_only_with_the_token(two_nodes):
     client = f"ray://127.0.0.1:{two_nodes.client_port}"
-    joined = subprocess.run(
-        [sys.executable, "-c", _CLIENT, client], env=two_nodes.client_env, capture_output=True, text=True, timeout=180
-    )
-    assert joined.returncode == 0, joined.stderr[-2000:]
+    for _ in range(2):
+        joined = subprocess.run(
+            [sys.executable, "-c", _CLIENT, client], env=two_nodes.client_env, capture_output=True, text=True, timeout=180
+        )
+        # On a loaded 2-core machine the head's per-client server process has once failed to start
+        # (Ray's proxier gives up on it); a second client gets a new one. Anything else fails at once.
+        if joined.returncode == 0 or "Starting Ray client server failed" not in joined.stderr:
+            break
+    assert joined.returncode == 0, joined.stderr[-2000:] + _client_server_logs(two_nodes.root)
     assert f"Joined the Ray cluster at {client} (2 nodes)" in joined.stdout
     assert "HF_HOME on the nodes: ['/tmp/shared-hf-cache']" in joined.stdout
 
