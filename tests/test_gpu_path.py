@@ -55,3 +55,54 @@ def test_the_head_is_restored_after_scoring():
     with fp32_head(model, "cpu"):
         assert all("forward" in m.__dict__ for m in modules)
     assert all("forward" not in m.__dict__ for m in modules)
+
+
+def _smoke_trial(**resources):
+    from study.grids import build_study
+
+    trial = build_study("thesis", scale="smoke").trials[0]
+    return type(trial).model_validate(trial.model_dump() | {"resources": resources})
+
+
+@pytest.fixture
+def threads():
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def test_a_gpu_trial_without_usable_cuda_stops_and_says_why(monkeypatch, tmp_path, threads):
+    from trainables import trial as trial_module
+    from trainables.cuda_check import CudaUnavailableError
+
+    def old_driver():
+        raise RuntimeError(
+            "The NVIDIA driver on your system is too old (found version 11040). Please update your GPU driver"
+        )
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "init", old_driver)
+    monkeypatch.setattr(torch.version, "cuda", "12.8")
+    spec = _smoke_trial(cpus=2.0, gpus=0.5)
+    with pytest.raises(CudaUnavailableError) as raised:
+        trial_module.run_trial(spec, trial_dir=tmp_path, report=lambda *_: pytest.fail("it trained"))
+    message = str(raised.value)
+    assert "asks for 0.5 GPU" in message and "torch.cuda.is_available() is False" in message
+    assert "built for CUDA 12.8" in message and "driver on your system is too old (found version 11040)" in message
+    assert not (tmp_path / trial_module.STEP_LOG).exists()  # nothing trained
+
+    monkeypatch.setattr(torch.version, "cuda", None)  # a CPU-only wheel
+    with pytest.raises(CudaUnavailableError, match="CPU-only build"):
+        trial_module.device_and_autocast(spec)
+
+
+def test_a_trial_uses_its_own_cpus_as_threads_on_either_device(monkeypatch, threads):
+    from trainables.trial import device_and_autocast
+
+    torch.set_num_threads(1)
+    assert device_and_autocast(_smoke_trial(cpus=2.0, gpus=0.0)) == (torch.device("cpu"), None)
+    assert torch.get_num_threads() == 2
+    torch.set_num_threads(1)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # the CUDA path, without a GPU
+    assert device_and_autocast(_smoke_trial(cpus=3.0, gpus=1.0)) == (torch.device("cuda"), torch.bfloat16)
+    assert torch.get_num_threads() == 3

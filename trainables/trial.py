@@ -22,6 +22,7 @@ from study.data.cache import cached_candidates
 from study.data.tokenized import tokenize_pairs
 from study.spec import TrialSpec
 from trainables.checkpointing import TrainingProgress, load_checkpoint, save_checkpoint, seed_everything
+from trainables.cuda_check import require_cuda
 from trainables.models import attention_preference, load_cross_encoder, model_input_names
 from trainables.optimizers import build_optimizer, optimizer_state_bytes
 from trainables.schedules import build_scheduler
@@ -178,9 +179,13 @@ def _loader_workers(spec: TrialSpec, device: torch.device) -> int:
 
 
 def device_and_autocast(spec: TrialSpec) -> tuple[torch.device, torch.dtype | None]:
-    """The trial's device, and bf16 autocast on CUDA when the spec asks for it (CPU runs fp32)."""
-    if spec.resources.gpus > 0 and torch.cuda.is_available():
-        return torch.device("cuda"), (torch.bfloat16 if spec.training.precision == "bf16-mixed" else None)
+    """The trial's device, and bf16 autocast on CUDA when the spec asks for it (CPU runs fp32).
+
+    A trial that asks for a GPU and finds CUDA unusable stops (trainables/cuda_check.py). Either
+    way torch gets the trial's CPUs as threads, not the node's OMP_NUM_THREADS (64 on Modal)."""
     torch.set_num_threads(max(1, int(spec.resources.cpus)))
+    if spec.resources.gpus > 0:
+        require_cuda(spec.resources.gpus)
+        return torch.device("cuda"), (torch.bfloat16 if spec.training.precision == "bf16-mixed" else None)
     return torch.device("cpu"), None
 
