@@ -106,3 +106,35 @@ def test_a_trial_uses_its_own_cpus_as_threads_on_either_device(monkeypatch, thre
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # the CUDA path, without a GPU
     assert device_and_autocast(_smoke_trial(cpus=3.0, gpus=1.0)) == (torch.device("cuda"), torch.bfloat16)
     assert torch.get_num_threads() == 3
+
+
+def test_a_diverged_trial_is_not_trained_again_by_tunes_retry(monkeypatch, tmp_path):
+    """What a Tune retry (or --resume) of a diverged trial runs: it fails at once, before run_trial."""
+    import types
+
+    import pyarrow.fs
+    from ray import tune
+
+    from trainables import reranker
+    from trainables.training import NonFiniteLossError
+
+    storage = types.SimpleNamespace(
+        storage_filesystem=pyarrow.fs.LocalFileSystem(),
+        trial_fs_path=str(tmp_path / "storage" / "trial"),
+        trial_working_directory=str(tmp_path / "work"),
+    )
+    monkeypatch.setattr(tune, "get_context", lambda: types.SimpleNamespace(get_storage=lambda: storage))
+    monkeypatch.setattr(tune, "get_checkpoint", lambda: None)
+    runs = []
+
+    def diverging(spec, **kwargs):
+        runs.append(spec.name)
+        raise NonFiniteLossError("training loss became nan by step 50 (epoch 1): the run diverged.")
+
+    monkeypatch.setattr(reranker, "run_trial", diverging)
+    config = {"trial": _smoke_trial(cpus=1.0, gpus=0.0).model_dump(mode="json")}
+    with pytest.raises(NonFiniteLossError, match="became nan by step 50"):
+        reranker.train_reranker(config)
+    with pytest.raises(NonFiniteLossError, match=r"became nan by step 50 .* \(not retried: the divergence is deterministic\)"):
+        reranker.train_reranker(config)  # the retry
+    assert len(runs) == 1
