@@ -19,6 +19,7 @@ import torch
 from eval.evaluator import evaluate_reranker
 from study.data import registry
 from study.data.cache import cached_candidates
+from study.data.prepare import data_guard
 from study.data.tokenized import tokenize_pairs
 from study.spec import TrialSpec
 from trainables.checkpointing import TrainingProgress, load_checkpoint, save_checkpoint, seed_everything
@@ -47,7 +48,18 @@ def run_trial(spec: TrialSpec, *, trial_dir: Path, report: Report, restore_from:
         model.compile(dynamic=True)  # in place: parameter names, and so checkpoints, stay the same
     with_types = "token_type_ids" in model_input_names(model)
 
-    train = registry.load_training_pairs(spec.training.data, seed=spec.training.seed)
+    with data_guard(spec):  # prepared data is read as is; else one process per machine builds it
+        train = registry.load_training_pairs(spec.training.data, seed=spec.training.seed)
+        eval_pairs = [
+            cached_candidates(
+                registry.load_eval_set(e),
+                tokenizer,
+                max_length=spec.model.max_length,
+                with_token_type_ids=with_types,
+                depth=e.depth,
+            )
+            for e in spec.evaluation
+        ]
     train_tokens = tokenize_pairs(
         tokenizer,
         [p.query for p in train],
@@ -56,16 +68,6 @@ def run_trial(spec: TrialSpec, *, trial_dir: Path, report: Report, restore_from:
         with_token_type_ids=with_types,
     )
     train_labels = np.array([p.label for p in train], dtype=np.float32)
-    eval_pairs = [
-        cached_candidates(
-            registry.load_eval_set(e),
-            tokenizer,
-            max_length=spec.model.max_length,
-            with_token_type_ids=with_types,
-            depth=e.depth,
-        )
-        for e in spec.evaluation
-    ]
 
     batches_per_epoch = -(-len(train) // spec.training.batch_size)
     optimizer = build_optimizer(model, spec.optimizer)
