@@ -32,7 +32,7 @@ def test_two_processes_preparing_at_once_build_each_cache_once(tmp_path):
 
 
 def test_a_trial_reads_prepared_data_without_the_lock(tmp_path, monkeypatch):
-    from study.data import prepare
+    from study.data import lock as prepare
     from study.grids import build_study
 
     monkeypatch.setenv("STUDY_CACHE_DIR", str(tmp_path))

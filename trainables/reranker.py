@@ -22,8 +22,8 @@ import contextlib
 from pathlib import Path
 
 from study.spec import TrialSpec
-from trainables.trial import STEP_LOG, run_trial
 from trainables.training import NonFiniteLossError
+from trainables.trial import STEP_LOG, run_trial
 
 DIVERGED_MARKER = "diverged.txt"
 

@@ -19,7 +19,7 @@ import torch
 from eval.evaluator import evaluate_reranker
 from study.data import registry
 from study.data.cache import cached_candidates
-from study.data.prepare import data_guard
+from study.data.lock import data_guard
 from study.data.tokenized import tokenize_pairs
 from study.spec import TrialSpec
 from trainables.checkpointing import TrainingProgress, load_checkpoint, save_checkpoint, seed_everything

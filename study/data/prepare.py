@@ -6,71 +6,24 @@ For every distinct piece a study's trials use: the training pairs (MS MARCO's do
 ir_datasets' docstore on first use), the evaluation sets, each model's files (and remote code,
 executed once here rather than by several trials at once racing on Hugging Face's module cache),
 and the tokenized candidates of every evaluation set per tokenizer (STUDY_CACHE_DIR). The work
-runs under one exclusive file lock per cache directory, so two processes preparing at once build
-each cache once: the second waits, then finds everything built. A marker per trial's data says it
-is prepared; trials then read it without the lock (`data_guard`), and otherwise take the lock
-themselves, so trials on one machine never download or build the same cache at the same time.
+runs under one exclusive file lock per cache directory (study/data/lock.py), so two processes
+preparing at once build each cache once: the second waits, then finds everything built. A marker
+per trial's data says it is prepared; trials then read it without the lock, and otherwise take it.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import hashlib
 import json
 import sys
-import tempfile
-import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from study.data.cache import cache_dir
+from study.data.lock import data_lock, marker, preparation_key
 
 if TYPE_CHECKING:
     from study.spec import TrialSpec
-
-
-@contextlib.contextmanager
-def data_lock() -> Iterator[float]:
-    """Hold the exclusive lock of this machine's cache directory; yields the seconds waited.
-
-    The lock file is in the machine's temporary directory (flock on a network or FUSE mount, such
-    as a Modal Volume, is not reliable); processes on one machine share it."""
-    key = hashlib.sha256(str(cache_dir().resolve()).encode()).hexdigest()[:16]
-    path = Path(tempfile.gettempdir()) / f"reranker-study-data-{key}.lock"
-    start = time.monotonic()
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield time.monotonic() - start
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def preparation_key(trial: TrialSpec) -> str:
-    """What a trial's data depends on: its training data, evaluation sets and model (tokenizer)."""
-    parts = {
-        "data": trial.training.data.model_dump(mode="json"),
-        "seed": trial.training.seed,
-        "evaluation": [e.model_dump(mode="json") for e in trial.evaluation],
-        "model": [trial.model.checkpoint, trial.model.max_length],
-    }
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
-
-
-def _marker(trial: TrialSpec) -> Path:
-    return cache_dir() / "prepared" / preparation_key(trial)
-
-
-@contextlib.contextmanager
-def data_guard(trial: TrialSpec) -> Iterator[None]:
-    """Around a trial's data loading: no lock when its data was prepared, else the machine's lock."""
-    if _marker(trial).exists():
-        yield
-        return
-    with data_lock():
-        yield
 
 
 def prepare_trials(trials: Sequence[TrialSpec]) -> dict[str, int]:
@@ -86,7 +39,7 @@ def prepare_trials(trials: Sequence[TrialSpec]) -> dict[str, int]:
         done: set[str] = set()
         for trial in trials:
             key = preparation_key(trial)
-            if key in done or _marker(trial).exists():
+            if key in done or marker(trial).exists():
                 counts["already_prepared"] += 1
                 continue
             registry.load_training_pairs(trial.training.data, seed=trial.training.seed)
@@ -101,8 +54,8 @@ def prepare_trials(trials: Sequence[TrialSpec]) -> dict[str, int]:
                     with_token_type_ids=with_types,
                     depth=evaluation.depth,
                 )
-            _marker(trial).parent.mkdir(parents=True, exist_ok=True)
-            _marker(trial).write_text(trial.model_dump_json())
+            marker(trial).parent.mkdir(parents=True, exist_ok=True)
+            marker(trial).write_text(trial.model_dump_json())
             done.add(key)
             counts["trials"] += 1
         counts["new_cache_files"] = len(_cache_files() - before)
