@@ -138,3 +138,17 @@ def test_a_diverged_trial_is_not_trained_again_by_tunes_retry(monkeypatch, tmp_p
     with pytest.raises(NonFiniteLossError, match=r"became nan by step 50 .* \(not retried: the divergence is deterministic\)"):
         reranker.train_reranker(config)  # the retry
     assert len(runs) == 1
+
+
+def test_a_batch_without_padding_runs_without_a_mask_and_scores_the_same():
+    """transformers checks a mask with `.all()` (a host sync on CUDA) every step; unpadded batches skip it."""
+    from trainables.training import padded_batches
+
+    model, pairs = _tiny_bert(), _random_pairs(8)
+    labels = np.zeros(8, dtype=np.float32)
+    ((inputs, _),) = list(padded_batches(pairs, labels, [np.arange(8)]))
+    assert set(inputs) == {"input_ids"}
+    with torch.inference_mode():
+        unmasked = model(**inputs).logits
+        masked = model(**pairs.batch(np.arange(8))).logits
+    assert torch.allclose(unmasked, masked)
