@@ -71,6 +71,7 @@ CONFIG_PATH = "/tmp/study.yaml"  # where a --config file's text is written in th
 # Secrets, by name: ray-auth-token holds RAY_AUTH_TOKEN (required); huggingface HF_TOKEN. Add
 # `wandb` (WANDB_API_KEY) for --wandb online, and one with cloud credentials (e.g.
 # AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) for s3:// storage: STUDY_MODAL_SECRETS=a,b,c.
+MODEL_REVISIONS = os.environ.get("STUDY_MODEL_REVISIONS", "")
 SECRET_NAMES = tuple(filter(None, os.environ.get("STUDY_MODAL_SECRETS", "ray-auth-token,huggingface").split(",")))
 
 # The project's runtime dependencies, pinned to the versions its tests pass with. torch comes from
@@ -108,7 +109,8 @@ CACHE_ENV = {
 image = (
     modal.Image.debian_slim(python_version="3.11")
     .pip_install(*IMAGE_REQUIREMENTS)
-    .env({**CACHE_ENV, "RAY_AUTH_MODE": "token", "PYTHONUNBUFFERED": "1"})
+    # the remote-code pins (trainables/remote_code.py) as set where the app is started
+    .env({**CACHE_ENV, "RAY_AUTH_MODE": "token", "PYTHONUNBUFFERED": "1", "STUDY_MODEL_REVISIONS": MODEL_REVISIONS})
     .add_local_python_source(*PROJECT_PACKAGES)
 )
 volume = modal.Volume.from_name(VOLUME_NAME, create_if_missing=True)

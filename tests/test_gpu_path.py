@@ -152,3 +152,20 @@ def test_a_batch_without_padding_runs_without_a_mask_and_scores_the_same():
         unmasked = model(**inputs).logits
         masked = model(**pairs.batch(np.arange(8))).logits
     assert torch.allclose(unmasked, masked)
+
+
+def test_remote_code_runs_pinned_only(monkeypatch):
+    from study.spec import ModelSpec
+    from trainables.models import check_loadable_offline
+    from trainables.remote_code import load_kwargs
+
+    gte = ModelSpec(name="gte", checkpoint="Alibaba-NLP/gte-multilingual-base", trust_remote_code=True)
+    monkeypatch.delenv("STUDY_MODEL_REVISIONS", raising=False)
+    with pytest.raises(ValueError, match="runs code from the Hugging Face hub.*Alibaba-NLP/new-impl=<commit>"):
+        check_loadable_offline(gte)  # before Ray: the preflight refuses unpinned remote code
+    assert load_kwargs("microsoft/MiniLM-L12-H384-uncased", False) == {}
+    monkeypatch.setenv("STUDY_MODEL_REVISIONS", "Alibaba-NLP/gte-multilingual-base=abc123, Alibaba-NLP/new-impl=def456")
+    assert load_kwargs(gte.checkpoint, True) == {"revision": "abc123", "code_revision": "def456"}
+    monkeypatch.setenv("STUDY_MODEL_REVISIONS", "Alibaba-NLP/gte-multilingual-base")
+    with pytest.raises(ValueError, match="expects REPO=COMMIT"):
+        load_kwargs(gte.checkpoint, True)
