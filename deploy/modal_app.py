@@ -244,6 +244,7 @@ def study_arguments(
 
     if config:
         args = ["--config", CONFIG_PATH]
+        name = name or default_study_name("config", scale)
     elif search:
         args = ["--search", search, "--scale", scale]
         name = name or default_study_name("search", scale)
