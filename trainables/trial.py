@@ -50,16 +50,7 @@ def run_trial(spec: TrialSpec, *, trial_dir: Path, report: Report, restore_from:
 
     with data_guard(spec):  # prepared data is read as is; else one process per machine builds it
         train = registry.load_training_pairs(spec.training.data, seed=spec.training.seed)
-        eval_pairs = [
-            cached_candidates(
-                registry.load_eval_set(e),
-                tokenizer,
-                max_length=spec.model.max_length,
-                with_token_type_ids=with_types,
-                depth=e.depth,
-            )
-            for e in spec.evaluation
-        ]
+        eval_pairs = evaluation_candidates(spec, tokenizer, with_types=with_types)
     train_tokens = tokenize_pairs(
         tokenizer,
         [p.query for p in train],
@@ -143,6 +134,20 @@ def run_trial(spec: TrialSpec, *, trial_dir: Path, report: Report, restore_from:
                 "train_seconds": stats.seconds,
             }
             checkpoint_and_report(metrics, progress)
+
+
+def evaluation_candidates(spec: TrialSpec, tokenizer, *, with_types: bool) -> list:
+    """The trial's evaluation sets, tokenized (from the cache, or tokenized and cached)."""
+    return [
+        cached_candidates(
+            registry.load_eval_set(e),
+            tokenizer,
+            max_length=spec.model.max_length,
+            with_token_type_ids=with_types,
+            depth=e.depth,
+        )
+        for e in spec.evaluation
+    ]
 
 
 def _identity(spec: TrialSpec) -> dict:

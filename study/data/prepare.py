@@ -29,8 +29,8 @@ if TYPE_CHECKING:
 def prepare_trials(trials: Sequence[TrialSpec]) -> dict[str, int]:
     """Build everything `trials` read; returns counts of what was done (for the log and the tests)."""
     from study.data import registry
-    from study.data.cache import cached_candidates
     from trainables.models import load_cross_encoder, model_input_names
+    from trainables.trial import evaluation_candidates
 
     counts = {"trials": 0, "already_prepared": 0, "new_cache_files": 0}
     with data_lock() as waited:
@@ -46,14 +46,7 @@ def prepare_trials(trials: Sequence[TrialSpec]) -> dict[str, int]:
             tokenizer, model = load_cross_encoder(trial.model)  # files, and remote code run once
             with_types = "token_type_ids" in model_input_names(model)
             del model
-            for evaluation in trial.evaluation:
-                cached_candidates(
-                    registry.load_eval_set(evaluation),
-                    tokenizer,
-                    max_length=trial.model.max_length,
-                    with_token_type_ids=with_types,
-                    depth=evaluation.depth,
-                )
+            evaluation_candidates(trial, tokenizer, with_types=with_types)
             marker(trial).parent.mkdir(parents=True, exist_ok=True)
             marker(trial).write_text(trial.model_dump_json())
             done.add(key)
