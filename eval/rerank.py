@@ -90,8 +90,11 @@ def score_pairs(
     device: torch.device,
     autocast_dtype: torch.dtype | None = None,
 ) -> np.ndarray:
-    """One float32 logit per pair, in the pairs' original order."""
+    """One float32 logit per pair, in the pairs' original order. Under bf16 autocast the encoder
+    runs in bf16 and the head in fp32 (eval/head_precision.py), so scores do not tie on bf16's grid."""
     import torch
+
+    from eval.head_precision import fp32_head
 
     scores = torch.empty(len(tokens), dtype=torch.float32, device=device)
     was_training = model.training
@@ -99,7 +102,7 @@ def score_pairs(
     autocast = (
         torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype else contextlib.nullcontext()
     )
-    with torch.inference_mode(), autocast:
+    with torch.inference_mode(), autocast, fp32_head(model, device.type):
         for indices in length_sorted_batches(tokens.lengths, batch_size):
             batch = {k: v.to(device, non_blocking=True) for k, v in tokens.batch(indices).items()}
             logits = model(**batch).logits.reshape(-1).float()

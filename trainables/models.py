@@ -21,6 +21,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from trainables.remote_code import load_kwargs, load_model_code_once
+
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
@@ -86,12 +88,15 @@ def load_cross_encoder(
         return tokenizer, model_from_config(_stand_in_config(spec.checkpoint), attention=attention)
 
     source = resolve_checkpoint(spec.checkpoint)
+    pins = load_kwargs(source, spec.trust_remote_code)  # remote code runs pinned only (trainables/remote_code.py)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=spec.trust_remote_code)
+        tokenizer = AutoTokenizer.from_pretrained(
+            source, trust_remote_code=spec.trust_remote_code, **{k: v for k, v in pins.items() if k == "revision"}
+        )
         model = _first_supported(
             attention,
             lambda impl: AutoModelForSequenceClassification.from_pretrained(
-                source, num_labels=1, trust_remote_code=spec.trust_remote_code, attn_implementation=impl
+                source, num_labels=1, trust_remote_code=spec.trust_remote_code, attn_implementation=impl, **pins
             ),
         )
     except OSError as err:
@@ -138,9 +143,11 @@ def _first_supported(attention: Sequence[str], load: Callable[[str], PreTrainedM
 
 
 def check_loadable_offline(spec: ModelSpec) -> None:
-    """Fail before Ray starts when a model's config cannot be found locally or fetched.
+    """Fail before Ray starts when a model's config cannot be found locally or fetched, or its
+    remote code is not pinned.
 
-    Only the config is resolved (cheap); weights are loaded inside the trial.
+    Only the config (and a remote-code model's class, once, so trials do not race to write it into
+    the module cache) is resolved here; weights are loaded inside the trial.
     """
     if spec.checkpoint.startswith("standin:"):
         _stand_in_config(spec.checkpoint)
@@ -149,15 +156,18 @@ def check_loadable_offline(spec: ModelSpec) -> None:
     from transformers import AutoConfig
 
     source = resolve_checkpoint(spec.checkpoint)
+    pins = load_kwargs(source, spec.trust_remote_code)  # an unpinned remote-code model stops here
     try:
-        AutoConfig.from_pretrained(source, trust_remote_code=spec.trust_remote_code, local_files_only=True)
+        AutoConfig.from_pretrained(source, trust_remote_code=spec.trust_remote_code, local_files_only=True, **pins)
+        load_model_code_once(source, spec.trust_remote_code)  # here, not racing in several trials
         return
     except (OSError, ValueError):
         pass  # not local: it must come from the hub
     problem = "the Hugging Face hub cannot be reached"
     if _hub_reachable():
         try:
-            AutoConfig.from_pretrained(source, trust_remote_code=spec.trust_remote_code)
+            AutoConfig.from_pretrained(source, trust_remote_code=spec.trust_remote_code, **pins)
+            load_model_code_once(source, spec.trust_remote_code)
             return
         except (OSError, ValueError) as err:
             problem = str(err).splitlines()[0]

@@ -8,6 +8,12 @@ The trial writes its files (run files, per-query metrics, step log) into Tune's 
 directory on whichever node runs it; Tune copies them to the study's storage with every checkpoint
 (`SyncConfig(sync_artifacts=True)`, set in study/orchestrate.py). A trial restored on another node
 first gets its step log back from storage, so the log continues rather than starts over.
+
+A diverged trial (NonFiniteLossError) is not trained again: the divergence is deterministic, but
+Ray 2.60's FailureConfig retries every failure alike (no per-exception policy; `fail_fast` would
+stop the whole study). So the trial leaves a marker in its storage, and a retry (or a --resume)
+that finds it fails again at once with the same message, before loading anything: the trial ends
+errored after its retries, each of which takes seconds, not an epoch.
 """
 
 from __future__ import annotations
@@ -16,7 +22,10 @@ import contextlib
 from pathlib import Path
 
 from study.spec import TrialSpec
+from trainables.training import NonFiniteLossError
 from trainables.trial import STEP_LOG, run_trial
+
+DIVERGED_MARKER = "diverged.txt"
 
 
 def train_reranker(config: dict) -> None:
@@ -29,12 +38,41 @@ def train_reranker(config: dict) -> None:
     def report(metrics: dict, checkpoint_dir: Path) -> None:
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(checkpoint_dir))
 
+    _stop_if_diverged(trial_storage)
     checkpoint = tune.get_checkpoint()
     if checkpoint:
         _fetch_step_log(trial_storage, trial_dir)
     restore = checkpoint.as_directory() if checkpoint else contextlib.nullcontext()
-    with restore as restore_dir:
-        run_trial(spec, trial_dir=trial_dir, report=report, restore_from=Path(restore_dir) if restore_dir else None)
+    try:
+        with restore as restore_dir:
+            run_trial(spec, trial_dir=trial_dir, report=report, restore_from=Path(restore_dir) if restore_dir else None)
+    except NonFiniteLossError as err:
+        _write_stored(trial_storage, DIVERGED_MARKER, str(err))
+        raise
+
+
+def _stop_if_diverged(trial_storage) -> None:
+    """A retry of a diverged trial fails at once with the divergence's message (see the module's docstring)."""
+    message = _read_stored(trial_storage, DIVERGED_MARKER)
+    if message is not None:
+        raise NonFiniteLossError(f"{message} (not retried: the divergence is deterministic)")
+
+
+def _read_stored(trial_storage, name: str) -> str | None:
+    import pyarrow.fs
+
+    filesystem, path = trial_storage.storage_filesystem, f"{trial_storage.trial_fs_path}/{name}"
+    if filesystem.get_file_info(path).type != pyarrow.fs.FileType.File:
+        return None
+    with filesystem.open_input_stream(path) as stream:
+        return stream.read().decode()
+
+
+def _write_stored(trial_storage, name: str, text: str) -> None:
+    filesystem = trial_storage.storage_filesystem
+    filesystem.create_dir(trial_storage.trial_fs_path, recursive=True)
+    with filesystem.open_output_stream(f"{trial_storage.trial_fs_path}/{name}") as out:
+        out.write(text.encode())
 
 
 def _fetch_step_log(trial_storage, trial_dir: Path) -> None:

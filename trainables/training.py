@@ -1,7 +1,8 @@
 """One epoch of pointwise cross-encoder training: forward, BCE, backward, clip, step, schedule.
 
 The loop never synchronises with the device except every `log_every` steps, when it writes one
-step-log line and checks that the loss is still finite. Batches are length-bucketed (little
+step-log line and checks that the loss is still finite; transformers' attention-mask check syncs
+on batches with padding, so unpadded batches run without a mask. Batches are length-bucketed (little
 padding) yet in a random order; on a GPU, DataLoader workers pad them into pinned memory while the
 device computes.
 """
@@ -78,7 +79,10 @@ class _PaddedBatches(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         indices = self.batches[i]
-        return self.pairs.batch(indices), torch.from_numpy(self.labels[indices])
+        inputs = self.pairs.batch(indices)
+        if inputs["attention_mask"].all():  # no padding: without a mask the model skips the mask check that syncs
+            del inputs["attention_mask"]
+        return inputs, torch.from_numpy(self.labels[indices])
 
 
 def padded_batches(

@@ -19,9 +19,11 @@ import torch
 from eval.evaluator import evaluate_reranker
 from study.data import registry
 from study.data.cache import cached_candidates
+from study.data.lock import data_guard
 from study.data.tokenized import tokenize_pairs
 from study.spec import TrialSpec
 from trainables.checkpointing import TrainingProgress, load_checkpoint, save_checkpoint, seed_everything
+from trainables.cuda_check import require_cuda
 from trainables.models import attention_preference, load_cross_encoder, model_input_names
 from trainables.optimizers import build_optimizer, optimizer_state_bytes
 from trainables.schedules import build_scheduler
@@ -46,7 +48,9 @@ def run_trial(spec: TrialSpec, *, trial_dir: Path, report: Report, restore_from:
         model.compile(dynamic=True)  # in place: parameter names, and so checkpoints, stay the same
     with_types = "token_type_ids" in model_input_names(model)
 
-    train = registry.load_training_pairs(spec.training.data, seed=spec.training.seed)
+    with data_guard(spec):  # prepared data is read as is; else one process per machine builds it
+        train = registry.load_training_pairs(spec.training.data, seed=spec.training.seed)
+        eval_pairs = evaluation_candidates(spec, tokenizer, with_types=with_types)
     train_tokens = tokenize_pairs(
         tokenizer,
         [p.query for p in train],
@@ -55,16 +59,6 @@ def run_trial(spec: TrialSpec, *, trial_dir: Path, report: Report, restore_from:
         with_token_type_ids=with_types,
     )
     train_labels = np.array([p.label for p in train], dtype=np.float32)
-    eval_pairs = [
-        cached_candidates(
-            registry.load_eval_set(e),
-            tokenizer,
-            max_length=spec.model.max_length,
-            with_token_type_ids=with_types,
-            depth=e.depth,
-        )
-        for e in spec.evaluation
-    ]
 
     batches_per_epoch = -(-len(train) // spec.training.batch_size)
     optimizer = build_optimizer(model, spec.optimizer)
@@ -142,6 +136,20 @@ def run_trial(spec: TrialSpec, *, trial_dir: Path, report: Report, restore_from:
             checkpoint_and_report(metrics, progress)
 
 
+def evaluation_candidates(spec: TrialSpec, tokenizer, *, with_types: bool) -> list:
+    """The trial's evaluation sets, tokenized (from the cache, or tokenized and cached)."""
+    return [
+        cached_candidates(
+            registry.load_eval_set(e),
+            tokenizer,
+            max_length=spec.model.max_length,
+            with_token_type_ids=with_types,
+            depth=e.depth,
+        )
+        for e in spec.evaluation
+    ]
+
+
 def _identity(spec: TrialSpec) -> dict:
     """Labels carried in every result row, so tables never lose which trial (or stand-in) it was."""
     return {
@@ -178,9 +186,13 @@ def _loader_workers(spec: TrialSpec, device: torch.device) -> int:
 
 
 def device_and_autocast(spec: TrialSpec) -> tuple[torch.device, torch.dtype | None]:
-    """The trial's device, and bf16 autocast on CUDA when the spec asks for it (CPU runs fp32)."""
-    if spec.resources.gpus > 0 and torch.cuda.is_available():
-        return torch.device("cuda"), (torch.bfloat16 if spec.training.precision == "bf16-mixed" else None)
+    """The trial's device, and bf16 autocast on CUDA when the spec asks for it (CPU runs fp32).
+
+    A trial that asks for a GPU and finds CUDA unusable stops (trainables/cuda_check.py). Either
+    way torch gets the trial's CPUs as threads, not the node's OMP_NUM_THREADS (64 on Modal)."""
     torch.set_num_threads(max(1, int(spec.resources.cpus)))
+    if spec.resources.gpus > 0:
+        require_cuda(spec.resources.gpus)
+        return torch.device("cuda"), (torch.bfloat16 if spec.training.precision == "bf16-mixed" else None)
     return torch.device("cpu"), None
 
