@@ -39,7 +39,7 @@ from benchmarks.memory import measure_peak
 from search_spaces import thesis
 from study.data import registry
 from study.data.tokenized import tokenize_pairs
-from study.spec import AdamWSpec, ModelSpec, ScheduleSpec
+from study.spec import AdamWSpec, ModelSpec, ScheduleSpec, TrainDataSpec
 from trainables.models import (
     attention_preference,
     load_cross_encoder,
@@ -49,7 +49,7 @@ from trainables.models import (
 )
 from trainables.optimizers import build_optimizer
 from trainables.schedules import build_scheduler
-from trainables.training import shuffled_batches, train_one_epoch
+from trainables.training import epoch_batches, train_one_epoch
 
 # Dense (no sparsity) bf16 tensor-core peaks from NVIDIA's data sheets, matched against
 # torch.cuda.get_device_name() in this order. Others: pass --peak-tflops.
@@ -164,7 +164,7 @@ def measure(key: str, args: argparse.Namespace, device: torch.device, peak: floa
     model.to(device)
     if args.compile:
         model.compile(dynamic=True)
-    train = registry.load_training_pairs("builtin", size="demo", max_pairs=None, seed=SEED)
+    train = registry.load_training_pairs(TrainDataSpec(source="builtin", size="demo"), seed=SEED)
     tokens = tokenize_pairs(
         tokenizer,
         [p.query for p in train],
@@ -177,7 +177,7 @@ def measure(key: str, args: argparse.Namespace, device: torch.device, peak: floa
     epoch = 0
     while len(batches) < args.warmup + args.steps:
         epoch += 1
-        batches += shuffled_batches(tokens.lengths, args.batch_size, seed=SEED, epoch=epoch)
+        batches += epoch_batches(tokens.lengths, args.batch_size, batching="random", seed=SEED, epoch=epoch)
     warm, timed = batches[: args.warmup], batches[args.warmup : args.warmup + args.steps]
     optimizer = build_optimizer(model, AdamWSpec(lr=2e-5))
     scheduler = build_scheduler(optimizer, ScheduleSpec(name="constant", warmup_steps=1000), total_steps=len(batches))

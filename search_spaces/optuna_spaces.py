@@ -18,8 +18,8 @@ The searched hyperparameters and where each default range comes from:
   Chen et al. 2023 use 0.9, and 0.95 in some runs).
 - beta2. AdamW: 0.98 (RoBERTa, Liu et al. 2019) to 0.9999, around the default 0.999. Lion: 0.95
   to 0.999 around its default 0.99 (Chen et al. 2023, who lower it to 0.98 for stability).
-- schedule: constant, linear or cosine decay after warmup; the thesis uses constant (MiniLM, GTE)
-  and cosine (ModernBERT) in Table 4.1 and names linear in §3.2.3.
+- schedule: constant, linear or cosine decay after warmup; the thesis grid uses linear decay, and
+  cosine for ModernBERT + Lion (search_spaces/thesis.py gives the reading of §3.2.3 and Table 4.1).
 - warmup_steps (integer): 0 to the larger of the thesis's warmup and 10% of the trial's training
   steps (§3.2.3 says "linear warmup for 10% of training steps"; Table 4.1 gives 1000 steps).
 """

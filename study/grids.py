@@ -11,12 +11,14 @@ from study.names import check_name
 from study.scales import DEV_TABLE_METRICS, DL_TABLE_METRICS, SCALES, ScaleProfile
 from study.spec import OPTIMIZERS, StudySpec
 
-GRIDS: tuple[str, ...] = ("thesis",)
+GRIDS: tuple[str, ...] = tuple(thesis.GRID_SCHEDULES)  # thesis, thesis-literal
 MODELS: tuple[str, ...] = tuple(thesis.MODELS)
 
 
-def thesis_trials(scale: ScaleProfile) -> list[dict]:
-    """The six thesis trials, resolved for one scale, as plain dicts (validated by StudySpec)."""
+def thesis_trials(scale: ScaleProfile, grid: str = "thesis") -> list[dict]:
+    """The six thesis trials, resolved for one scale, as plain dicts (validated by StudySpec).
+    `grid` picks the reading of the thesis's schedules (search_spaces/thesis.py)."""
+    schedules = thesis.GRID_SCHEDULES[grid]
     trials = []
     for key, model in thesis.MODELS.items():
         source = scale.models.get(key)
@@ -33,7 +35,7 @@ def thesis_trials(scale: ScaleProfile) -> list[dict]:
                     },
                     "optimizer": thesis.optimizer_settings(key, optimizer),
                     "schedule": {
-                        "name": model.schedule,
+                        "name": schedules[(key, optimizer)],
                         "warmup_steps": scale.warmup_steps if scale.warmup_steps is not None else thesis.WARMUP_STEPS,
                     },
                     "training": {**thesis.TRAINING, "log_every": scale.log_every, "data": scale.train_data},
@@ -65,7 +67,7 @@ def build_study(
         name=name or default_study_name(grid, scale),
         grid=grid,
         scale=scale,
-        trials=thesis_trials(SCALES[scale]),
+        trials=thesis_trials(SCALES[scale], grid),
         storage=storage,
         max_concurrent=max_concurrent,
     )

@@ -22,7 +22,11 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Example: python -m study.run --grid thesis --scale demo",
     )
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--grid", help="a built-in grid: thesis (the thesis's 3 models x {AdamW, Lion})")
+    source.add_argument(
+        "--grid",
+        help="a built-in grid: thesis (the thesis's 3 models x {AdamW, Lion}) | thesis-literal "
+        "(the same with Table 4.1's schedules read literally)",
+    )
     source.add_argument("--config", metavar="STUDY.yaml", help="a study spec in YAML (see --print-spec)")
     source.add_argument("--search", metavar="optuna", help="a hyperparameter search around the thesis grid")
     parser.add_argument(

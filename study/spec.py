@@ -160,6 +160,11 @@ class TrainingSpec(_Spec):
     compile: bool = Field(
         False, description="torch.compile the model for training and evaluation (a one-off compile per trial)"
     )
+    batching: Literal["random", "bucketed"] = Field(
+        "random",
+        description="random: shuffled pairs, each batch padded to its longest pair (the thesis's protocol); "
+        "bucketed: pairs of similar length share a batch (less padding, faster; may skew label balance per batch)",
+    )
     data: TrainDataSpec = TrainDataSpec()
 
 

@@ -32,14 +32,38 @@ def test_thesis_grid_has_the_tables_settings():
             assert trial.optimizer.betas == (0.9, 0.99)
     assert by_name["modernbert-lion"].optimizer.lr == 2e-6
     assert {t.optimizer.lr for n, t in by_name.items() if n != "modernbert-lion"} == {2e-5}
-    assert {t.model.name: t.schedule.name for t in spec.trials} == {
-        "minilm": "constant",
-        "gte": "constant",
-        "modernbert": "cosine",
+    # §3.2.3 + sentence-transformers' default (warmup, linear decay); cosine only for ModernBERT + Lion.
+    assert {t.name: t.schedule.name for t in spec.trials} == {
+        "minilm-adamw": "linear", "minilm-lion": "linear", "gte-adamw": "linear", "gte-lion": "linear",
+        "modernbert-adamw": "linear", "modernbert-lion": "cosine",
     }
     assert {t.model.name: t.model.max_length for t in spec.trials} == {"minilm": 512, "gte": 8192, "modernbert": 8192}
     assert by_name["gte-adamw"].model.trust_remote_code and not by_name["minilm-adamw"].model.trust_remote_code
     assert by_name["minilm-adamw"].model.checkpoint == thesis.MODELS["minilm"].hf_id
+
+
+def _printed_schedules(grid: str, capsys) -> dict[str, str]:
+    import yaml
+
+    assert main(["--grid", grid, "--scale", "full", "--print-spec"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    return {f"{t['model']['name']}-{t['optimizer']['name']}": t["schedule"]["name"] for t in printed["trials"]}
+
+
+def test_print_spec_shows_both_readings_of_the_thesis_schedules(capsys):
+    assert _printed_schedules("thesis", capsys) == {
+        "minilm-adamw": "linear", "minilm-lion": "linear", "gte-adamw": "linear", "gte-lion": "linear",
+        "modernbert-adamw": "linear", "modernbert-lion": "cosine",
+    }
+    # Table 4.1 read literally: "None" = constant after warmup; "Cosine Annealing" for both ModernBERT trials.
+    assert _printed_schedules("thesis-literal", capsys) == {
+        "minilm-adamw": "constant", "minilm-lion": "constant", "gte-adamw": "constant", "gte-lion": "constant",
+        "modernbert-adamw": "cosine", "modernbert-lion": "cosine",
+    }
+    literal = build_study("thesis-literal", scale="full")
+    thesis_grid = build_study("thesis", scale="full")
+    strip = lambda spec: [t.model_dump(exclude={"schedule"}) for t in spec.trials]
+    assert strip(literal) == strip(thesis_grid)  # the readings differ in schedules only
 
 
 def test_small_scales_name_their_stand_ins():

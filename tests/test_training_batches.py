@@ -87,3 +87,38 @@ def test_worker_processes_build_the_same_batches_in_order():
             assert torch.equal(a_inputs[key], b_inputs[key])
         assert torch.equal(a_labels, b_labels) and torch.equal(a_labels, torch.from_numpy(labels[indices]))
         assert a_inputs["input_ids"].shape == (len(indices), lengths[indices].max())
+
+
+def test_default_batches_are_random_as_in_the_thesis():
+    from study.spec import TrainingSpec
+    from trainables.training import epoch_batches
+
+    assert TrainingSpec().batching == "random"
+    lengths = _lengths()
+    random = epoch_batches(lengths, 16, batching="random", seed=12, epoch=1)
+    bucketed = epoch_batches(lengths, 16, batching="bucketed", seed=12, epoch=1)
+    assert np.array_equal(np.sort(np.concatenate(random)), np.arange(len(lengths)))
+    assert _padding(lengths, random) > 1.15 > 1.02 > _padding(lengths, bucketed)
+    with pytest.raises(ValueError, match="unknown batching 'sorted'"):
+        epoch_batches(lengths, 16, batching="sorted", seed=12, epoch=1)
+
+
+def test_length_buckets_skew_the_label_balance_where_labels_differ_in_length():
+    from benchmarks.batch_balance import label_balance
+
+    rng = np.random.default_rng(1)
+    labels = (rng.random(4000) < 0.5).astype(np.float32)
+    lengths = np.where(labels > 0, rng.integers(90, 140, 4000), rng.integers(60, 110, 4000))  # positives longer
+    random = label_balance(lengths, labels, 16, batching="random", seed=12, epochs=1)
+    bucketed = label_balance(lengths, labels, 16, batching="bucketed", seed=12, epochs=1)
+    assert abs(random.batch_share_sd - np.sqrt(0.25 / 16)) < 0.02  # binomial, as random batches should be
+    assert bucketed.batch_share_sd > 2 * random.batch_share_sd
+    assert bucketed.single_label > 0.2 > random.single_label
+
+
+def test_the_label_balance_benchmark_reports_both_batchings(capsys):
+    from benchmarks.batch_balance import main
+
+    assert main(["--scale", "smoke", "--epochs", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "minilm-adamw" in out and "\n  random " in out and "\n  bucketed " in out

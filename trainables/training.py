@@ -2,7 +2,8 @@
 
 The loop never synchronises with the device except every `log_every` steps, when it writes one
 step-log line and checks that the loss is still finite; transformers' attention-mask check syncs
-on batches with padding, so unpadded batches run without a mask. Batches are length-bucketed (little
+on batches with padding, so unpadded batches run without a mask. Batches are random (the thesis's
+protocol: shuffled pairs, each batch padded to its longest pair) or, as an option, length-bucketed (little
 padding) yet in a random order; on a GPU, DataLoader workers pad them into pinned memory while the
 device computes.
 """
@@ -66,6 +67,17 @@ def shuffled_batches(
         chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
         batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
     return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def epoch_batches(lengths: np.ndarray, batch_size: int, *, batching: str, seed: int, epoch: int) -> list[np.ndarray]:
+    """The batches of one epoch. `random`: a fresh permutation cut into batches (the thesis's
+    protocol). `bucketed`: length-bucketed batches (shuffled_batches), which change which pairs
+    meet in a batch and so, where positives and negatives differ in length, the label balance."""
+    if batching == "random":
+        return shuffled_batches(lengths, batch_size, seed=seed, epoch=epoch, bucket_batches=1)
+    if batching == "bucketed":
+        return shuffled_batches(lengths, batch_size, seed=seed, epoch=epoch)
+    raise ValueError(f"unknown batching {batching!r}; expected random or bucketed")
 
 
 class _PaddedBatches(torch.utils.data.Dataset):

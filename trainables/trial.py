@@ -27,7 +27,7 @@ from trainables.cuda_check import require_cuda
 from trainables.models import attention_preference, load_cross_encoder, model_input_names
 from trainables.optimizers import build_optimizer, optimizer_state_bytes
 from trainables.schedules import build_scheduler
-from trainables.training import shuffled_batches, train_one_epoch
+from trainables.training import epoch_batches, train_one_epoch
 
 # report(metrics, checkpoint_dir): called once per evaluated epoch, while checkpoint_dir exists.
 Report = Callable[[dict, Path], None]
@@ -108,8 +108,12 @@ def run_trial(spec: TrialSpec, *, trial_dir: Path, report: Report, restore_from:
             step_log.flush()
 
         for epoch in range(progress.epoch + 1, spec.training.epochs + 1):
-            batches = shuffled_batches(
-                train_tokens.lengths, spec.training.batch_size, seed=spec.training.seed, epoch=epoch
+            batches = epoch_batches(
+                train_tokens.lengths,
+                spec.training.batch_size,
+                batching=spec.training.batching,
+                seed=spec.training.seed,
+                epoch=epoch,
             )
             stats = train_one_epoch(
                 model,
