@@ -45,6 +45,10 @@ def save_checkpoint(
 
     directory.mkdir(parents=True, exist_ok=True)
     save_model(model, str(directory / WEIGHTS_FILE))  # handles tied weights
+    if model.is_remote_code():  # its module files, so the folder loads on its own (evaluate_checkpoint)
+        from transformers.dynamic_module_utils import custom_object_save
+
+        custom_object_save(model, directory, config=model.config)
     model.config.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     (directory / SPEC_FILE).write_text(spec.model_dump_json(indent=2))

