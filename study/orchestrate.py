@@ -61,6 +61,7 @@ def run_study(
     from study.tracking.progress import StudyProgress
     from study.cluster.connect import connect
     from trainables.reranker import train_reranker, trial_resources
+    from trainables.trial import CHECKPOINT_SCORE
 
     location = storage.study_location(spec.storage, spec.name)
     storage.write_text(storage.join(location, storage.SPEC_FILE), spec.model_dump_json(indent=2))
@@ -81,7 +82,7 @@ def run_study(
         callbacks += wandb_callbacks(wandb, study_name=spec.name)
     tuner = tune.Tuner(
         trainable,
-        param_space={"trial": tune.grid_search([t.model_dump(mode="json") for t in spec.trials])},
+        param_space={"trial": tune.grid_search([t.model_dump(mode="json") for t in spec.trials]), "score_metric": metric},
         tune_config=tune.TuneConfig(
             metric=metric,
             mode=PRIMARY_MODE,
@@ -97,7 +98,7 @@ def run_study(
             sync_config=tune.SyncConfig(sync_artifacts=True),
             checkpoint_config=tune.CheckpointConfig(
                 num_to_keep=spec.checkpoints_to_keep,
-                checkpoint_score_attribute=metric,
+                checkpoint_score_attribute=CHECKPOINT_SCORE,  # the metric; mid-epoch checkpoints rank last
                 checkpoint_score_order=PRIMARY_MODE,
             ),
             failure_config=tune.FailureConfig(max_failures=spec.max_failures),

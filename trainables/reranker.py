@@ -2,7 +2,9 @@
 
 It only adapts `run_trial` to Tune: the trial's config holds the resolved TrialSpec as JSON, Tune
 supplies the trial directory and (on a retry or resume) the last checkpoint, and every epoch's
-metrics go back through `tune.report` with that epoch's checkpoint.
+metrics go back through `tune.report` with that epoch's checkpoint (and so do mid-epoch checkpoints:
+Tune restores a retried trial from the latest one). `config["score_metric"]` names the metric whose
+value ranks the checkpoints Tune keeps (trainables/trial.py's CHECKPOINT_SCORE).
 
 The trial writes its files (run files, per-query metrics, step log) into Tune's trial working
 directory on whichever node runs it; Tune copies them to the study's storage with every checkpoint
@@ -13,6 +15,7 @@ first gets its step log back from storage, so the log continues rather than star
 from __future__ import annotations
 
 import contextlib
+import os
 from pathlib import Path
 
 from study.spec import TrialSpec
@@ -26,15 +29,35 @@ def train_reranker(config: dict) -> None:
     trial_storage = tune.get_context().get_storage()
     trial_dir = Path(trial_storage.trial_working_directory)
 
-    def report(metrics: dict, checkpoint_dir: Path) -> None:
-        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(checkpoint_dir))
+    def report(metrics: dict, checkpoint_dir: Path | None) -> None:
+        _exit_if_asked(metrics)
+        checkpoint = tune.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
+        tune.report(metrics, checkpoint=checkpoint)
 
     checkpoint = tune.get_checkpoint()
     if checkpoint:
         _fetch_step_log(trial_storage, trial_dir)
     restore = checkpoint.as_directory() if checkpoint else contextlib.nullcontext()
     with restore as restore_dir:
-        run_trial(spec, trial_dir=trial_dir, report=report, restore_from=Path(restore_dir) if restore_dir else None)
+        run_trial(
+            spec,
+            trial_dir=trial_dir,
+            report=report,
+            restore_from=Path(restore_dir) if restore_dir else None,
+            score_metric=config.get("score_metric"),
+        )
+
+
+# Fault injection for the resume tests: the trial process exits (as if its worker died) when it is
+# about to report this global step, once: the marker file records that it did.
+EXIT_AT_STEP_ENV, EXIT_MARKER_ENV = "STUDY_TEST_EXIT_AT_STEP", "STUDY_TEST_EXIT_MARKER"
+
+
+def _exit_if_asked(metrics: dict) -> None:
+    step, marker = os.environ.get(EXIT_AT_STEP_ENV), os.environ.get(EXIT_MARKER_ENV)
+    if step and marker and metrics.get("global_step") == int(step) and not Path(marker).exists():
+        Path(marker).write_text(f"exited at step {step}\n")
+        os._exit(1)
 
 
 def _fetch_step_log(trial_storage, trial_dir: Path) -> None:

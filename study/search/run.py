@@ -38,7 +38,8 @@ class TrialSpecSpace:
     Optuna trial number; OptunaSearch adds the sampled values themselves to the config.
     """
 
-    def __init__(self, pair: SearchPair) -> None:
+    def __init__(self, pair: SearchPair, score_metric: str) -> None:
+        self.score_metric = score_metric  # ranks the checkpoints Tune keeps (trainables/reranker.py)
         self.space = spaces.SPACES[pair.trial.optimizer.name]
         self.ranges = pair.space_ranges()
         self.base = pair.trial.model_dump(mode="json")
@@ -46,7 +47,7 @@ class TrialSpecSpace:
     def __call__(self, trial: optuna.Trial) -> dict[str, Any]:
         params = self.space(trial, self.ranges)
         spec = TrialSpec.model_validate(spaces.apply_params(self.base, params))
-        return {"trial": spec.model_dump(mode="json"), "optuna_trial": trial.number}
+        return {"trial": spec.model_dump(mode="json"), "optuna_trial": trial.number, "score_metric": self.score_metric}
 
 
 def startup_trials(num_samples: int) -> int:
@@ -69,7 +70,7 @@ def build_searcher(spec: SearchSpec, pair: SearchPair, *, storage: optuna.storag
             n_startup_trials=startup_trials(spec.num_samples),
         )
     return OptunaSearch(
-        space=TrialSpecSpace(pair),
+        space=TrialSpecSpace(pair, spec.metric_key),
         metric=spec.metric_key,
         mode=PRIMARY_MODE,
         points_to_evaluate=[dict(pair.thesis_point)],
@@ -203,6 +204,7 @@ def _fit_pair(spec: SearchSpec, pair: SearchPair, directory: Path, storage, *, v
     from ray import tune
 
     from trainables.reranker import train_reranker, trial_resources
+    from trainables.trial import CHECKPOINT_SCORE
 
     trainable = tune.with_resources(train_reranker, trial_resources)
     experiment = directory / pair.name
@@ -229,7 +231,7 @@ def _fit_pair(spec: SearchSpec, pair: SearchPair, directory: Path, storage, *, v
                 sync_config=tune.SyncConfig(sync_artifacts=True),
                 checkpoint_config=tune.CheckpointConfig(
                     num_to_keep=spec.checkpoints_to_keep,
-                    checkpoint_score_attribute=spec.metric_key,
+                    checkpoint_score_attribute=CHECKPOINT_SCORE,  # the metric; mid-epoch checkpoints rank last
                     checkpoint_score_order=PRIMARY_MODE,
                 ),
                 failure_config=tune.FailureConfig(max_failures=0),
