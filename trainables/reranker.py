@@ -48,16 +48,21 @@ def train_reranker(config: dict) -> None:
         )
 
 
-# Fault injection for the resume tests: the trial process exits (as if its worker died) when it is
-# about to report this global step, once: the marker file records that it did.
-EXIT_AT_STEP_ENV, EXIT_MARKER_ENV = "STUDY_TEST_EXIT_AT_STEP", "STUDY_TEST_EXIT_MARKER"
+# Fault injection for the resume tests. They point this variable at a directory before Ray starts
+# and arm a fault by creating `<trial name>.exit-at-step-<N>` there: the trial process about to
+# report step N exits at once, as if its worker died. The file is consumed, so the retry runs on.
+FAULTS_ENV = "STUDY_TEST_FAULTS"
 
 
 def _exit_if_asked(metrics: dict) -> None:
-    step, marker = os.environ.get(EXIT_AT_STEP_ENV), os.environ.get(EXIT_MARKER_ENV)
-    if step and marker and metrics.get("global_step") == int(step) and not Path(marker).exists():
-        Path(marker).write_text(f"exited at step {step}\n")
-        os._exit(1)
+    faults = os.environ.get(FAULTS_ENV)
+    if not faults:
+        return
+    try:
+        (Path(faults) / f"{metrics.get('trial')}.exit-at-step-{metrics.get('global_step')}").unlink()
+    except FileNotFoundError:
+        return
+    os._exit(1)
 
 
 def _fetch_step_log(trial_storage, trial_dir: Path) -> None:
