@@ -81,11 +81,23 @@ def build_searcher(spec: SearchSpec, pair: SearchPair, *, storage: optuna.storag
 
 
 def build_scheduler(spec: SearchSpec, pair: SearchPair):
-    """ASHA on the validation metric after every epoch (grace period: one epoch), or FIFO."""
+    """ASHA on the validation metric after every epoch (grace period: one epoch) or, with step
+    rungs, every `validate_every_steps` steps (grace period: that many); or FIFO."""
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    from study.search.spec import total_training_steps
 
     if spec.scheduler == "fifo":
         return FIFOScheduler()
+    if spec.rungs == "steps":
+        return ASHAScheduler(
+            time_attr="global_step",  # every report has it; mid-epoch validations are rung points too
+            metric=spec.metric_key,
+            mode=PRIMARY_MODE,
+            max_t=total_training_steps(pair.trial),
+            grace_period=spec.validate_every_steps,
+            reduction_factor=2,
+        )
     return ASHAScheduler(
         time_attr="epoch",  # epoch 0 (before training) is reported too; rungs start at epoch 1
         metric=spec.metric_key,
@@ -253,7 +265,12 @@ def _progress_table(spec: SearchSpec):
     from ray.tune import CLIReporter
 
     return CLIReporter(
-        metric_columns={"epoch": "epoch", "train_loss": "train loss", spec.metric_key: f"{spec.metric} (validation)"},
+        metric_columns={
+            "epoch": "epoch",
+            "global_step": "step",
+            "train_loss": "train loss",
+            spec.metric_key: f"{spec.metric} (validation)",
+        },
         parameter_columns={"optuna_trial": "#", **{name: name for name in spaces.HYPERPARAMETERS}},
         metric=spec.metric_key,
         mode=PRIMARY_MODE,
