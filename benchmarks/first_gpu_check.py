@@ -48,7 +48,7 @@ from trainables.loss import pointwise_bce
 from trainables.models import attention_preference, model_input_names
 from trainables.optimizers import build_optimizer
 from trainables.schedules import build_scheduler
-from trainables.training import shuffled_batches, train_one_epoch
+from trainables.training import epoch_batches, train_one_epoch
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -181,7 +181,7 @@ def check_model(key: str, args: argparse.Namespace, device: torch.device) -> lis
     epoch = 0
     while len(batches) < args.steps + 1:
         epoch += 1
-        batches += shuffled_batches(tokens.lengths, thesis.TRAINING["batch_size"], seed=SEED, epoch=epoch)
+        batches += epoch_batches(tokens.lengths, thesis.TRAINING["batch_size"], batching="random", seed=SEED, epoch=epoch)
 
     initial = {k: v.detach().clone() for k, v in model.state_dict().items()}
     for optimizer_spec in (AdamWSpec(lr=2e-5), LionSpec(lr=2e-6)):

@@ -38,7 +38,12 @@ def thesis_trials(scale: ScaleProfile, grid: str = "thesis") -> list[dict]:
                         "name": schedules[(key, optimizer)],
                         "warmup_steps": scale.warmup_steps if scale.warmup_steps is not None else thesis.WARMUP_STEPS,
                     },
-                    "training": {**thesis.TRAINING, "log_every": scale.log_every, "data": scale.train_data},
+                    "training": {
+                        **thesis.TRAINING,
+                        "log_every": scale.log_every,
+                        "data": scale.train_data,
+                        "checkpoint_every_minutes": scale.checkpoint_every_minutes,
+                    },
                     "evaluation": [
                         _eval_set(scale.test_set, DL_TABLE_METRICS, scale.eval_batch_size, scale.test_depth),
                         _eval_set(scale.dev_set, DEV_TABLE_METRICS, scale.eval_batch_size, scale.dev_depth),

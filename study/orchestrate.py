@@ -55,12 +55,15 @@ def run_study(
     # snapshot warning fires on every epoch of short smoke trials and says nothing actionable.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # Mid-epoch checkpoints are reported without the ranking metric (trainables/trial.py).
+    os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
     from study.tracking.progress import StudyProgress
     from study.cluster.connect import connect
     from trainables.reranker import train_reranker, trial_resources
+    from trainables.trial import CHECKPOINT_SCORE
 
     location = storage.study_location(spec.storage, spec.name)
     storage.write_text(storage.join(location, storage.SPEC_FILE), spec.model_dump_json(indent=2))
@@ -81,7 +84,7 @@ def run_study(
         callbacks += wandb_callbacks(wandb, study_name=spec.name)
     tuner = tune.Tuner(
         trainable,
-        param_space={"trial": tune.grid_search([t.model_dump(mode="json") for t in spec.trials])},
+        param_space={"trial": tune.grid_search([t.model_dump(mode="json") for t in spec.trials]), "score_metric": metric},
         tune_config=tune.TuneConfig(
             metric=metric,
             mode=PRIMARY_MODE,
@@ -97,7 +100,7 @@ def run_study(
             sync_config=tune.SyncConfig(sync_artifacts=True),
             checkpoint_config=tune.CheckpointConfig(
                 num_to_keep=spec.checkpoints_to_keep,
-                checkpoint_score_attribute=metric,
+                checkpoint_score_attribute=CHECKPOINT_SCORE,  # the metric; mid-epoch checkpoints rank last
                 checkpoint_score_order=PRIMARY_MODE,
             ),
             failure_config=tune.FailureConfig(max_failures=spec.max_failures),

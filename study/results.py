@@ -33,6 +33,7 @@ class TrialResult:
     error: str
     trial_dir: str
     rows: list[dict] = field(default_factory=list)  # reported metrics, one dict per epoch
+    steps: int = 0  # optimizer steps the trial took (mid-epoch reports counted): what it cost
     seed: int = 12
     variant: str = ""  # the trial's tag without its seed part: trials that differ only in seed share it
 
@@ -54,6 +55,7 @@ def load_trials(study_dir: Path) -> list[TrialResult]:
         trial_dir = params_path.parent
         spec = json.loads(params_path.read_text())["trial"]
         by_epoch: dict[int, dict] = {}
+        steps = 0
         result_path = trial_dir / "result.json"
         if result_path.exists():
             for line in result_path.read_text().splitlines():
@@ -61,6 +63,9 @@ def load_trials(study_dir: Path) -> list[TrialResult]:
                     row = json.loads(line)
                 except json.JSONDecodeError:
                     continue  # blank, or cut short by a killed driver (the resumed trial reports again)
+                steps = max(steps, int(row.get("global_step", 0)))
+                if row.get("mid_epoch"):
+                    continue  # a checkpoint or evaluation inside an epoch: not an epoch's row
                 by_epoch[int(row["epoch"])] = row  # a retried epoch: keep the latest report
         rows = [by_epoch[e] for e in sorted(by_epoch)]
         planned = int(spec.get("training", {}).get("epochs", 3))
@@ -81,6 +86,7 @@ def load_trials(study_dir: Path) -> list[TrialResult]:
                 error=error if not done else "",
                 trial_dir=str(trial_dir),
                 rows=rows,
+                steps=steps,
                 seed=seed,
                 variant=re.sub(rf"(^|_)s{seed}$", "", tag),
             )

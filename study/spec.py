@@ -166,6 +166,18 @@ class TrainingSpec(_Spec):
         "bucketed: pairs of similar length share a batch (less padding, faster; may skew label balance per batch)",
     )
     data: TrainDataSpec = TrainDataSpec()
+    # Mid-epoch checkpoints: a preempted trial loses at most this much work (one full-scale epoch
+    # is 125k steps). A checkpoint is taken when either is due; None = only at epoch ends.
+    checkpoint_every_steps: int | None = Field(None, ge=1, description="steps between mid-epoch checkpoints")
+    checkpoint_every_minutes: float | None = Field(
+        None, gt=0, description="minutes of training between mid-epoch checkpoints"
+    )
+    validate_every_steps: int | None = Field(
+        None,
+        ge=1,
+        description="also evaluate the evaluation sets every this many steps inside epochs (the search's step "
+        "rungs); these results stop trials early but are not epoch rows",
+    )
 
 
 class EvalSetSpec(_Spec):

@@ -15,6 +15,8 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("RAY_CLIENT_SERVER_CHECK_CHANNEL_TIMEOUT_S", "120")
 # A fresh tokenization cache per test session (set before Ray starts, so trials inherit it).
 os.environ["STUDY_CACHE_DIR"] = tempfile.mkdtemp(prefix="study-cache-")
+# Where tests arm injected faults for trial processes (trainables/reranker.py), also before Ray starts.
+os.environ["STUDY_TEST_FAULTS"] = tempfile.mkdtemp(prefix="study-faults-")
 
 
 @pytest.fixture(scope="session")

@@ -98,7 +98,7 @@ def test_the_thesis_point_is_proposed_first():
         "beta1": 0.9,
         "beta2": 0.99,
         "weight_decay": 0.01,
-        "schedule": "constant",
+        "schedule": "linear",  # the thesis grid's reading (search_spaces/thesis.py)
         "warmup_steps": 10,
     }
     assert first["optuna_trial"] == 0
@@ -133,6 +133,9 @@ def test_the_same_seed_proposes_the_same_first_configurations():
             "error: cannot open the Optuna storage postgresql://someone:***@127.0.0.1:1/none: ",
         ),
         (["--resume"], "error: --resume expects the search's directory (--resume DIR) or --name NAME"),
+        (["--rungs", "hours"], "error: unknown rungs 'hours'. Known: epochs, steps"),
+        (["--rungs", "steps", "--scheduler", "fifo"], "error: --rungs steps are ASHA's; with --scheduler fifo"),
+        (["--validate-every-steps", "5"], "error: --validate-every-steps sets the step rungs' interval; pass --rungs steps"),
     ],
 )
 def test_search_bad_input_is_one_paragraph_and_exit_2_before_ray(argv, message, capsys, monkeypatch, tmp_path):
@@ -215,3 +218,42 @@ def test_optuna_never_prunes():
     assert isinstance(searcher._ot_study.pruner, optuna.pruners.NopPruner)  # early stopping is ASHA's alone
     sampler = searcher._ot_study.sampler
     assert isinstance(sampler, optuna.samplers.TPESampler) and sampler._multivariate and sampler._constant_liar
+
+
+def test_step_rungs_validate_inside_epochs_and_asha_stops_a_weak_trial_in_its_first_epoch():
+    """Full scale defaults to step rungs; Ray's real ASHA then stops on mid-epoch validations."""
+    from types import SimpleNamespace
+
+    from ray.tune.schedulers import TrialScheduler
+
+    from study.search.run import build_scheduler, build_searcher
+
+    full = build_search(scale="full", num_samples=6, models=["minilm"], optimizers=["adamw"])
+    assert (full.rungs, full.validate_every_steps) == ("steps", 12_500)  # 125k steps an epoch / 10
+    assert full.pairs[0].trial.training.validate_every_steps == 12_500
+    assert build_search(scale="demo", num_samples=6).rungs == "epochs"  # demo and smoke: the thesis's epochs
+
+    spec = build_search(scale="smoke", num_samples=6, models=["minilm"], optimizers=["adamw"], rungs="steps", validate_every=4)
+    pair = spec.pairs[0]
+    assert pair.trial.training.validate_every_steps == 4
+    asha = build_scheduler(spec, pair)
+    key = asha.metric
+
+    def report(trial, step: int, value: float | None) -> str:
+        result = {"epoch": 0, "global_step": step} | ({key: value} if value is not None else {"mid_epoch": True})
+        return asha.on_trial_result(None, trial, result)
+
+    good, bad = SimpleNamespace(trial_id="good"), SimpleNamespace(trial_id="bad")
+    for trial in (good, bad):
+        asha.on_trial_add(None, trial)
+        assert report(trial, 0, 0.0) == TrialScheduler.CONTINUE
+    assert report(good, 4, 0.5) == TrialScheduler.CONTINUE
+    assert report(bad, 2, None) == TrialScheduler.CONTINUE  # a checkpoint without a validation: no rung
+    assert report(bad, 4, 0.2) == TrialScheduler.STOP  # 4 steps into epoch 1 (of 30 steps): stopped
+
+    searcher = build_searcher(spec, pair)
+    config = searcher.suggest("t0")
+    assert config["score_metric"] == key
+    searcher.on_trial_result("t0", {"global_step": 2, "mid_epoch": True, "training_iteration": 1})  # no metric: skipped
+    searcher.on_trial_result("t0", {"global_step": 4, key: 0.5, "training_iteration": 2})
+    assert searcher._ot_trials["t0"].study.trials[0].intermediate_values == {2: 0.5}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -66,3 +67,36 @@ def test_a_diverging_trial_fails_alone_and_is_listed(ray_cluster, smoke_study, t
     assert [r["Epoch"] for r in failed_rows] == [0]  # epoch 0 was evaluated before it diverged
     assert failed_rows[0]["Status"].startswith("failed: NonFiniteLossError: training loss became nan")
     assert all(r["Status"] == "ok" for r in table if r["Optimizer"] == "adamw")
+
+
+def test_a_trial_whose_worker_dies_mid_epoch_is_retried_from_its_mid_epoch_checkpoint(ray_cluster, smoke_study, tmp_path):
+    import os
+
+    from study.spec import StudySpec
+    from trainables.reranker import FAULTS_ENV
+    from trainables.trial import is_measurement, run_trial
+
+    spec = restrict(smoke_study, models=["minilm"], optimizers=["adamw"], epochs=2, storage=str(tmp_path)).model_dump()
+    spec["max_failures"] = 1
+    training = spec["trials"][0]["training"]
+    training["data"]["max_pairs"] = 96  # 6 steps an epoch
+    training["checkpoint_every_steps"] = 4  # mid-epoch checkpoints at steps 4 and 8
+    spec = StudySpec.model_validate(spec)
+    # The trial process exits when it is about to report step 12 (the end): its last checkpoint
+    # is then the one at step 8, two steps into epoch 2.
+    armed = Path(os.environ[FAULTS_ENV]) / f"{spec.trials[0].name}.exit-at-step-12"
+    armed.touch()
+    outcome = run_study(spec, verbose=0)
+
+    assert not armed.exists()  # the worker died
+    (trial,) = outcome.trials
+    assert trial.status == "finished" and [row["epoch"] for row in trial.rows] == [0, 1, 2]
+    reported = [json.loads(line) for line in (outcome.study_dir / trial.trial_dir / "result.json").read_text().splitlines()]
+    # Retried from step 8 (from epoch 1's end it would report step 8 twice; from scratch, step 0)
+    assert [(r["global_step"], bool(r.get("mid_epoch"))) for r in reported] == [
+        (0, False), (4, True), (6, False), (8, True), (12, False)
+    ]  # fmt: skip
+    reference: list[dict] = []
+    run_trial(spec.trials[0], trial_dir=tmp_path / "uninterrupted", report=lambda metrics, _: reference.append(metrics))
+    expected = {k: v for k, v in reference[-1].items() if not is_measurement(k)}
+    assert {k: trial.rows[-1][k] for k in expected} == expected

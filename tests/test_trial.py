@@ -29,10 +29,12 @@ class Recorder:
     def __init__(self, root: Path):
         self.root, self.metrics, self.checkpoints = root, [], []
 
-    def __call__(self, metrics: dict, checkpoint_dir: Path) -> None:
+    def __call__(self, metrics: dict, checkpoint_dir: Path | None) -> None:
         self.metrics.append(dict(metrics))
-        kept = self.root / f"epoch{metrics['epoch']}"
-        shutil.copytree(checkpoint_dir, kept)
+        kept = None
+        if checkpoint_dir is not None:
+            kept = self.root / f"step{metrics['global_step']}" if metrics.get("mid_epoch") else self.root / f"epoch{metrics['epoch']}"
+            shutil.copytree(checkpoint_dir, kept)
         self.checkpoints.append(kept)
 
 
@@ -107,3 +109,44 @@ def test_diverging_trial_stops_with_the_reason(smoke_study, tmp_path):
     data["optimizer"]["lr"] = 1e38  # Lion moves every weight by lr: the activations overflow
     with pytest.raises(NonFiniteLossError, match=r"training loss became nan by step \d+ \(epoch 1\)"):
         run_trial(TrialSpec.model_validate(data), trial_dir=tmp_path, report=lambda m, c: None)
+
+
+def test_a_trial_killed_mid_epoch_resumes_from_its_last_checkpoint_exactly(smoke_study, tmp_path):
+    # 6 steps an epoch; a checkpoint every 4 steps (4, 8, 16: 12 and 18 are epoch ends), a
+    # validation every 5 (a report without a checkpoint), a step-log line every 3, so the log
+    # window and the epoch's loss sum are both cut by the checkpoint at step 4.
+    spec = _trial(smoke_study, optimizer="adamw", log_every=3, checkpoint_every_steps=4, validate_every_steps=5)
+    full = Recorder(tmp_path / "full")
+    run_trial(spec, trial_dir=tmp_path / "full-trial", report=full)
+    mid = [(m["global_step"], m["epoch"], c is not None) for m, c in zip(full.metrics, full.checkpoints) if m.get("mid_epoch")]
+    assert mid == [(4, 0, True), (5, 0, False), (8, 1, True), (10, 1, False), (15, 2, False), (16, 2, True)]
+    validated = [m for m in full.metrics if m.get("mid_epoch") and m["global_step"] % 5 == 0]
+    assert all(0.0 <= m[f"{spec.evaluation[0].name}/nDCG@10"] <= 1.0 for m in validated)
+    assert [m["epoch"] for m in full.metrics if not m.get("mid_epoch")] == [0, 1, 2, 3]
+
+    class Killed(Exception):
+        pass
+
+    first = Recorder(tmp_path / "first")
+
+    def report_until_step_8(metrics: dict, checkpoint_dir: Path | None) -> None:
+        if metrics["global_step"] == 8:
+            raise Killed  # dies at step 8: steps 5-8 (and epoch 1's end) are lost
+        first(metrics, checkpoint_dir)
+
+    with pytest.raises(Killed):
+        run_trial(spec, trial_dir=tmp_path / "resumed-trial", report=report_until_step_8)
+    step4 = next(c for m, c in zip(first.metrics, first.checkpoints) if m["global_step"] == 4)
+    resumed = Recorder(tmp_path / "resumed")
+    run_trial(spec, trial_dir=tmp_path / "resumed-trial", report=resumed, restore_from=step4)
+
+    after_step4 = [m for m in full.metrics if m["global_step"] > 4]
+    assert [m["global_step"] for m in resumed.metrics] == [m["global_step"] for m in after_step4]
+    for uninterrupted, after_resume in zip(after_step4, resumed.metrics):
+        assert _comparable(after_resume) == _comparable(uninterrupted)  # bit-identical, not close
+    # The step log continues where the checkpoint was taken: the same lines from step 4 on.
+    def log(trial: str) -> list[dict]:
+        lines = [json.loads(line) for line in (tmp_path / trial / STEP_LOG).read_text().splitlines()]
+        return [_comparable(line) for line in lines if line["step"] > 4]
+
+    assert log("resumed-trial")[-len(log("full-trial")) :] == log("full-trial")

@@ -1,8 +1,10 @@
-"""Epoch checkpoints: everything a trial needs to continue exactly where it stopped.
+"""Checkpoints: everything a trial needs to continue exactly where it stopped.
 
 A checkpoint directory holds the model as a usable Hugging Face folder (model.safetensors,
 config.json, tokenizer files: `from_pretrained` loads it as a reranker) plus `training_state.pt`
 (optimizer, scheduler, epoch, step, RNG states) and `trial_spec.json` (the resolved config).
+A checkpoint taken inside an epoch also holds that epoch's partial state (batches done, loss sums:
+trainables/training.py's EpochState), so the epoch continues with the next batch, not over again.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ WEIGHTS_FILE = "model.safetensors"
 @dataclass(frozen=True)
 class TrainingProgress:
     epoch: int  # last completed epoch (0 = evaluated before training)
-    global_step: int
+    global_step: int  # optimizer steps taken, those of a partial epoch included
+    partial_epoch: dict | None = None  # EpochState.to_dict() of epoch + 1 when checkpointed inside it
 
 
 def save_checkpoint(
@@ -56,6 +59,7 @@ def save_checkpoint(
         {
             "epoch": progress.epoch,
             "global_step": progress.global_step,
+            "partial_epoch": progress.partial_epoch,
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
             "rng": _rng_state(),
@@ -82,7 +86,9 @@ def load_checkpoint(
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     _set_rng_state(state["rng"])
-    return TrainingProgress(epoch=state["epoch"], global_step=state["global_step"])
+    return TrainingProgress(
+        epoch=state["epoch"], global_step=state["global_step"], partial_epoch=state.get("partial_epoch")
+    )
 
 
 def seed_everything(seed: int) -> None:

@@ -2,7 +2,9 @@
 
 It only adapts `run_trial` to Tune: the trial's config holds the resolved TrialSpec as JSON, Tune
 supplies the trial directory and (on a retry or resume) the last checkpoint, and every epoch's
-metrics go back through `tune.report` with that epoch's checkpoint.
+metrics go back through `tune.report` with that epoch's checkpoint (and so do mid-epoch checkpoints:
+Tune restores a retried trial from the latest one). `config["score_metric"]` names the metric whose
+value ranks the checkpoints Tune keeps (trainables/trial.py's CHECKPOINT_SCORE).
 
 The trial writes its files (run files, per-query metrics, step log) into Tune's trial working
 directory on whichever node runs it; Tune copies them to the study's storage with every checkpoint
@@ -19,6 +21,7 @@ errored after its retries, each of which takes seconds, not an epoch.
 from __future__ import annotations
 
 import contextlib
+import os
 from pathlib import Path
 
 from study.spec import TrialSpec
@@ -35,8 +38,10 @@ def train_reranker(config: dict) -> None:
     trial_storage = tune.get_context().get_storage()
     trial_dir = Path(trial_storage.trial_working_directory)
 
-    def report(metrics: dict, checkpoint_dir: Path) -> None:
-        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(checkpoint_dir))
+    def report(metrics: dict, checkpoint_dir: Path | None) -> None:
+        _exit_if_asked(metrics)
+        checkpoint = tune.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
+        tune.report(metrics, checkpoint=checkpoint)
 
     _stop_if_diverged(trial_storage)
     checkpoint = tune.get_checkpoint()
@@ -45,7 +50,13 @@ def train_reranker(config: dict) -> None:
     restore = checkpoint.as_directory() if checkpoint else contextlib.nullcontext()
     try:
         with restore as restore_dir:
-            run_trial(spec, trial_dir=trial_dir, report=report, restore_from=Path(restore_dir) if restore_dir else None)
+            run_trial(
+                spec,
+                trial_dir=trial_dir,
+                report=report,
+                restore_from=Path(restore_dir) if restore_dir else None,
+                score_metric=config.get("score_metric"),
+            )
     except NonFiniteLossError as err:
         _write_stored(trial_storage, DIVERGED_MARKER, str(err))
         raise
@@ -73,6 +84,23 @@ def _write_stored(trial_storage, name: str, text: str) -> None:
     filesystem.create_dir(trial_storage.trial_fs_path, recursive=True)
     with filesystem.open_output_stream(f"{trial_storage.trial_fs_path}/{name}") as out:
         out.write(text.encode())
+
+
+# Fault injection for the resume tests. They point this variable at a directory before Ray starts
+# and arm a fault by creating `<trial name>.exit-at-step-<N>` there: the trial process about to
+# report step N exits at once, as if its worker died. The file is consumed, so the retry runs on.
+FAULTS_ENV = "STUDY_TEST_FAULTS"
+
+
+def _exit_if_asked(metrics: dict) -> None:
+    faults = os.environ.get(FAULTS_ENV)
+    if not faults:
+        return
+    try:
+        (Path(faults) / f"{metrics.get('trial')}.exit-at-step-{metrics.get('global_step')}").unlink()
+    except FileNotFoundError:
+        return
+    os._exit(1)
 
 
 def _fetch_step_log(trial_storage, trial_dir: Path) -> None:

@@ -40,6 +40,43 @@ class EpochStats:
         return self.pairs / self.seconds if self.seconds > 0 else 0.0
 
 
+@dataclass
+class EpochState:
+    """How far an epoch got: the batches done and the running sums of its loss and its step-log
+    window. A mid-epoch checkpoint saves it, so a resumed epoch skips those batches and ends with
+    the same mean loss and step log as an uninterrupted one."""
+
+    batches_done: int
+    loss_sum: torch.Tensor  # on the training device: summed without a host sync
+    window_loss: torch.Tensor
+    window_steps: int = 0
+    window_pairs: int = 0
+    pairs: int = 0
+    seconds: float = 0.0  # training time before this process took the epoch over
+
+    @classmethod
+    def fresh(cls, device: torch.device) -> EpochState:
+        return cls(0, torch.zeros((), device=device), torch.zeros((), device=device))
+
+    def to_dict(self) -> dict:
+        """Plain values and CPU tensors: what torch.load(weights_only=True) reads back."""
+        return {
+            "batches_done": self.batches_done,
+            "loss_sum": self.loss_sum.detach().cpu(),
+            "window_loss": self.window_loss.detach().cpu(),
+            "window_steps": self.window_steps,
+            "window_pairs": self.window_pairs,
+            "pairs": self.pairs,
+            "seconds": self.seconds,
+        }
+
+    @classmethod
+    def from_dict(cls, state: dict, device: torch.device) -> EpochState:
+        return cls(
+            **state | {"loss_sum": state["loss_sum"].to(device), "window_loss": state["window_loss"].to(device)}
+        )
+
+
 # Batches per bucketing window: the pairs of 64 batches are sorted by length before they are cut
 # into batches. On MS MARCO-like lengths this leaves ~0.5% padding (random batches: ~17%) and
 # about half the batches with none at all, which then run without an attention mask.
@@ -105,8 +142,16 @@ def padded_batches(
     if workers == 0:
         yield from (dataset[i] for i in range(len(dataset)))
         return
+    # A generator of its own: the loader draws its worker seed from it instead of from the global RNG,
+    # which dropout uses, so a resumed epoch (a new loader) sees the same dropout masks.
     loader = torch.utils.data.DataLoader(
-        dataset, batch_size=None, shuffle=False, num_workers=workers, pin_memory=pin_memory, prefetch_factor=4
+        dataset,
+        batch_size=None,
+        shuffle=False,
+        num_workers=workers,
+        pin_memory=pin_memory,
+        prefetch_factor=4,
+        generator=torch.Generator(),
     )
     yield from loader
 
@@ -127,18 +172,25 @@ def train_one_epoch(
     first_step: int,
     on_log: Callable[[dict], None],
     loader_workers: int = 0,
+    state: EpochState | None = None,
+    after_step: Callable[[int, EpochState], None] | None = None,
 ) -> EpochStats:
     """Train on `batches` (index arrays into `pairs`) in order; `loader_workers` > 0 pads them in
-    DataLoader worker processes (into pinned memory on CUDA), so the device never waits for the host."""
+    DataLoader worker processes (into pinned memory on CUDA), so the device never waits for the host.
+
+    `state` continues an epoch checkpointed part-way (its done batches are skipped; `first_step` is
+    still the step the epoch began at); `after_step(global_step, state)` runs after every step, with
+    the model in train mode, and may checkpoint or evaluate (it must leave the model in train mode).
+    """
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
-    stream = padded_batches(pairs, labels, batches, workers=loader_workers, pin_memory=device.type == "cuda")
-    loss_sum = torch.zeros((), device=device)
-    window_loss = torch.zeros((), device=device)
-    window_steps, window_pairs, window_start = 0, 0, time.perf_counter()
-    epoch_start = window_start
-    step = first_step
-    for i, (inputs, targets) in enumerate(stream, start=1):
+    state = state or EpochState.fresh(device)
+    todo = batches[state.batches_done :]
+    stream = padded_batches(pairs, labels, todo, workers=loader_workers, pin_memory=device.type == "cuda")
+    window_start = epoch_start = time.perf_counter()
+    seconds_before = state.seconds
+    step = first_step + state.batches_done
+    for i, (inputs, targets) in enumerate(stream, start=state.batches_done + 1):
         batch = {k: v.to(device, non_blocking=True) for k, v in inputs.items()}
         target = targets.to(device, non_blocking=True)
         autocast = (
@@ -154,12 +206,14 @@ def train_one_epoch(
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
-        loss_sum += loss.detach()
-        window_loss += loss.detach()
-        window_steps += 1
-        window_pairs += len(targets)
+        state.batches_done = i
+        state.loss_sum += loss.detach()
+        state.window_loss += loss.detach()
+        state.window_steps += 1
+        state.window_pairs += len(targets)
+        state.pairs += len(targets)
         if i % log_every == 0 or i == len(batches):
-            mean = window_loss.item() / window_steps
+            mean = state.window_loss.item() / state.window_steps
             _check_finite(mean, epoch=epoch, step=step)
             now = time.perf_counter()
             on_log(
@@ -169,15 +223,22 @@ def train_one_epoch(
                     "loss": mean,
                     "lr": scheduler.get_last_lr()[0],
                     "grad_norm": float(grad_norm),
-                    "pairs_per_s": window_pairs / max(now - window_start, 1e-9),
+                    "pairs_per_s": state.window_pairs / max(now - window_start, 1e-9),
                 }
             )
-            window_loss.zero_()
-            window_steps, window_pairs, window_start = 0, 0, now
-    seconds = time.perf_counter() - epoch_start
-    mean_loss = loss_sum.item() / max(len(batches), 1)
+            state.window_loss.zero_()
+            state.window_steps, state.window_pairs, window_start = 0, 0, now
+        if after_step is not None:
+            paused = time.perf_counter()
+            state.seconds = seconds_before + paused - epoch_start
+            after_step(step, state)
+            # checkpoints and evaluations are not training time
+            epoch_start += time.perf_counter() - paused
+            window_start += time.perf_counter() - paused
+    seconds = seconds_before + time.perf_counter() - epoch_start
+    mean_loss = state.loss_sum.item() / max(len(batches), 1)
     _check_finite(mean_loss, epoch=epoch, step=step)
-    return EpochStats(mean_loss, len(batches), int(sum(len(b) for b in batches)), seconds)
+    return EpochStats(mean_loss, len(batches), state.pairs, seconds)
 
 
 def _check_finite(loss: float, *, epoch: int, step: int) -> None:

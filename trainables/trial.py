@@ -1,15 +1,20 @@
 """One trial from start (or checkpoint) to finish, independent of Ray.
 
 `run_trial` wires the parts together: data -> model -> optimizer and schedule -> epoch 0 evaluation
--> (train one epoch -> evaluate -> checkpoint -> report) per epoch. Ray's trainable
+-> (train one epoch -> evaluate -> checkpoint -> report) per epoch. Inside an epoch it may also
+checkpoint (every `checkpoint_every_steps` / `_minutes`) and evaluate (every `validate_every_steps`);
+such reports say `mid_epoch: True` and are not epoch rows (study/results.py skips them). Ray's trainable
 (trainables/reranker.py) only supplies the trial directory, the checkpoint to restore and the
 report function, so the same code runs in tests without Ray.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import math
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,6 +22,7 @@ import numpy as np
 import torch
 
 from eval.evaluator import evaluate_reranker
+from eval.measures import PRIMARY_METRIC
 from study.data import registry
 from study.data.cache import cached_candidates
 from study.data.lock import data_guard
@@ -27,15 +33,30 @@ from trainables.cuda_check import require_cuda
 from trainables.models import attention_preference, load_cross_encoder, model_input_names
 from trainables.optimizers import build_optimizer, optimizer_state_bytes
 from trainables.schedules import build_scheduler
-from trainables.training import epoch_batches, train_one_epoch
+from trainables.training import EpochState, epoch_batches, train_one_epoch
 
-# report(metrics, checkpoint_dir): called once per evaluated epoch, while checkpoint_dir exists.
-Report = Callable[[dict, Path], None]
+# report(metrics, checkpoint_dir): called once per evaluated epoch and per mid-epoch checkpoint or
+# evaluation, while checkpoint_dir exists (None: a mid-epoch evaluation without a checkpoint).
+Report = Callable[[dict, "Path | None"], None]
 
 STEP_LOG = "steps.jsonl"
+# Tune keeps the best checkpoints by this key: the ranking metric at epoch ends, NaN (ranked last
+# whatever the mode) for mid-epoch ones, which are kept only while they are the latest.
+CHECKPOINT_SCORE = "checkpoint_score"
+MID_EPOCH = "mid_epoch"
 
 
-def run_trial(spec: TrialSpec, *, trial_dir: Path, report: Report, restore_from: Path | None = None) -> None:
+def run_trial(
+    spec: TrialSpec,
+    *,
+    trial_dir: Path,
+    report: Report,
+    restore_from: Path | None = None,
+    score_metric: str | None = None,
+) -> None:
+    """Train and evaluate one trial, reporting as it goes. `score_metric` is the metric key that
+    ranks its checkpoints (default: nDCG@10 on the first evaluation set)."""
+    score_metric = score_metric or f"{spec.evaluation[0].name}/{PRIMARY_METRIC}"
     trial_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(spec.training.seed)
     device, autocast_dtype = device_and_autocast(spec)
@@ -64,25 +85,34 @@ def run_trial(spec: TrialSpec, *, trial_dir: Path, report: Report, restore_from:
     optimizer = build_optimizer(model, spec.optimizer)
     scheduler = build_scheduler(optimizer, spec.schedule, total_steps=batches_per_epoch * spec.training.epochs)
 
-    def evaluate(epoch: int) -> dict:
+    def evaluate(epoch: int, *, step: int | None = None) -> dict:
+        """Evaluate every set; run files go to the trial directory, or, inside an epoch, to mid_epoch/step<N>/."""
         metrics: dict = {}
+        out_dir = trial_dir if step is None else trial_dir / MID_EPOCH / f"step{step}"
         for eval_spec, pairs in zip(spec.evaluation, eval_pairs):
             metrics |= evaluate_reranker(
                 model,
                 pairs,
                 epoch=epoch,
-                out_dir=trial_dir,
-                run_tag=f"{spec.name}-epoch{epoch}",
+                out_dir=out_dir,
+                run_tag=f"{spec.name}-epoch{epoch}" + (f"-step{step}" if step is not None else ""),
                 batch_size=eval_spec.batch_size,
                 device=device,
                 autocast_dtype=autocast_dtype,
             )
         return metrics
 
-    def checkpoint_and_report(metrics: dict, progress: TrainingProgress) -> None:
+    def checkpoint_and_report(metrics: dict, progress: TrainingProgress, *, save: bool = True) -> None:
         metrics |= _identity(spec) | {"epoch": progress.epoch, "global_step": progress.global_step}
         metrics["optimizer_state_bytes"] = optimizer_state_bytes(optimizer)
         metrics["peak_memory_bytes"], metrics["peak_memory_source"] = peak_memory(device)
+        if progress.partial_epoch is None:
+            metrics[CHECKPOINT_SCORE] = metrics.get(score_metric, math.nan)
+        else:
+            metrics |= {MID_EPOCH: True, CHECKPOINT_SCORE: math.nan}
+        if not save:
+            report(metrics, None)
+            return
         with tempfile.TemporaryDirectory(prefix="ckpt-") as tmp:
             save_checkpoint(
                 Path(tmp),
@@ -107,6 +137,27 @@ def run_trial(spec: TrialSpec, *, trial_dir: Path, report: Report, restore_from:
             step_log.write(json.dumps(line) + "\n")
             step_log.flush()
 
+        last_checkpoint = time.monotonic()
+
+        def mid_epoch_point(step: int, state: EpochState, *, n_batches: int, done_before: int) -> None:
+            """After each step: checkpoint and/or evaluate when due (and not at the epoch's end)."""
+            nonlocal last_checkpoint
+            if state.batches_done == n_batches:
+                return  # the epoch's end: evaluated and checkpointed below
+            save = _due(step, spec.training.checkpoint_every_steps) or (
+                spec.training.checkpoint_every_minutes is not None
+                and time.monotonic() - last_checkpoint >= 60 * spec.training.checkpoint_every_minutes
+            )
+            validate = _due(step, spec.training.validate_every_steps)
+            if not (save or validate):
+                return
+            metrics = evaluate(done_before, step=step) if validate else {}
+            model.train()
+            here = TrainingProgress(epoch=done_before, global_step=step, partial_epoch=state.to_dict())
+            checkpoint_and_report(metrics, here, save=save)
+            if save:
+                last_checkpoint = time.monotonic()
+
         for epoch in range(progress.epoch + 1, spec.training.epochs + 1):
             batches = epoch_batches(
                 train_tokens.lengths,
@@ -115,6 +166,10 @@ def run_trial(spec: TrialSpec, *, trial_dir: Path, report: Report, restore_from:
                 seed=spec.training.seed,
                 epoch=epoch,
             )
+            partial = progress.partial_epoch
+            state = EpochState.from_dict(partial, device) if partial else EpochState.fresh(device)
+            epoch_start_step = progress.global_step - state.batches_done
+
             stats = train_one_epoch(
                 model,
                 optimizer,
@@ -127,11 +182,13 @@ def run_trial(spec: TrialSpec, *, trial_dir: Path, report: Report, restore_from:
                 grad_clip=spec.training.grad_clip,
                 log_every=spec.training.log_every,
                 epoch=epoch,
-                first_step=progress.global_step,
+                first_step=epoch_start_step,
                 on_log=log_step,
                 loader_workers=_loader_workers(spec, device),
+                state=state,
+                after_step=functools.partial(mid_epoch_point, n_batches=len(batches), done_before=epoch - 1),
             )
-            progress = TrainingProgress(epoch=epoch, global_step=progress.global_step + stats.steps)
+            progress = TrainingProgress(epoch=epoch, global_step=epoch_start_step + stats.steps)
             metrics = evaluate(epoch) | {
                 "train_loss": stats.mean_loss,
                 "train_pairs_per_s": stats.pairs_per_s,
@@ -152,6 +209,10 @@ def evaluation_candidates(spec: TrialSpec, tokenizer, *, with_types: bool) -> li
         )
         for e in spec.evaluation
     ]
+
+
+def _due(step: int, every: int | None) -> bool:
+    return every is not None and step % every == 0
 
 
 def _identity(spec: TrialSpec) -> dict:

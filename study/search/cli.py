@@ -18,6 +18,8 @@ EXIT_INTERRUPTED = 130  # the shell's code for Ctrl+C: the search can be resumed
 SEARCH_ONLY = {
     "num_samples": "--num-samples",
     "scheduler": "--scheduler",
+    "rungs": "--rungs",
+    "validate_every_steps": "--validate-every-steps",
     "metric": "--metric",
     "seed": "--seed",
     "range": "--range",
@@ -34,6 +36,17 @@ def add_search_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--num-samples", type=int, help=f"trials per model x optimizer (default {DEFAULT_NUM_SAMPLES})")
     group.add_argument("--scheduler", help="asha (early stopping per epoch; default) | fifo (every trial runs all epochs)")
+    group.add_argument(
+        "--rungs",
+        help="ASHA's rungs: epochs (default at smoke/demo) | steps (default at full: validate inside "
+        "epochs too, so a weak setting stops within the first epoch)",
+    )
+    group.add_argument(
+        "--validate-every-steps",
+        type=int,
+        metavar="STEPS",
+        help="step rungs: steps between validations (default: a tenth of an epoch)",
+    )
     group.add_argument("--metric", help="validation metric that selects and stops trials (default nDCG@10)")
     group.add_argument("--seed", type=int, help="seed of the TPE sampler (default 12)")
     group.add_argument(
@@ -104,6 +117,8 @@ def resolve_search(args: argparse.Namespace):
                 "--scale": args.scale,
                 "--num-samples": args.num_samples,
                 "--scheduler": args.scheduler,
+                "--rungs": args.rungs,
+                "--validate-every-steps": args.validate_every_steps,
                 "--metric": args.metric,
                 "--seed": args.seed,
                 "--optuna-storage": args.optuna_storage,
@@ -124,6 +139,8 @@ def resolve_search(args: argparse.Namespace):
         num_samples=args.num_samples if args.num_samples is not None else DEFAULT_NUM_SAMPLES,
         max_concurrent=args.max_concurrent,
         scheduler=args.scheduler or "asha",
+        rungs=args.rungs,
+        validate_every=args.validate_every_steps,
         metric=args.metric or "nDCG@10",
         seed=args.seed if args.seed is not None else 12,
         ranges=args.range or (),
@@ -158,7 +175,9 @@ def describe(spec, *, resume: bool) -> str:
     verb = "Resuming" if resume else "Search"
     lines = [
         f"{verb} {spec.name}: Optuna TPE (seed {spec.seed}), {spec.num_samples} trials per model x optimizer, "
-        f"scheduler {spec.scheduler}, scale {spec.scale}",
+        f"scheduler {spec.scheduler}"
+        + (f" (rungs every {spec.validate_every_steps} steps)" if spec.scheduler == "asha" and spec.rungs == "steps" else "")
+        + f", scale {spec.scale}",
         f"  selects on {spec.metric_key}; reports on {', '.join(e.name for e in spec.test_sets)}",
         f"  Optuna storage: {display_url(spec.optuna_storage)}",
     ]

@@ -130,6 +130,7 @@ def trial_rows(spec: SearchSpec, trials: list[SearchTrial]) -> list[dict]:
                 "thesis": trial.is_thesis,
                 "status": status,
                 "epochs": last.get("epoch", ""),
+                "steps": result.steps,
                 f"{key} (last epoch)": last.get(key, ""),
                 f"{key} (best epoch)": best[0] if best else "",
                 "best_epoch": best[1] if best else "",

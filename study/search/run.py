@@ -38,7 +38,8 @@ class TrialSpecSpace:
     Optuna trial number; OptunaSearch adds the sampled values themselves to the config.
     """
 
-    def __init__(self, pair: SearchPair) -> None:
+    def __init__(self, pair: SearchPair, score_metric: str) -> None:
+        self.score_metric = score_metric  # ranks the checkpoints Tune keeps (trainables/reranker.py)
         self.space = spaces.SPACES[pair.trial.optimizer.name]
         self.ranges = pair.space_ranges()
         self.base = pair.trial.model_dump(mode="json")
@@ -46,7 +47,7 @@ class TrialSpecSpace:
     def __call__(self, trial: optuna.Trial) -> dict[str, Any]:
         params = self.space(trial, self.ranges)
         spec = TrialSpec.model_validate(spaces.apply_params(self.base, params))
-        return {"trial": spec.model_dump(mode="json"), "optuna_trial": trial.number}
+        return {"trial": spec.model_dump(mode="json"), "optuna_trial": trial.number, "score_metric": self.score_metric}
 
 
 def startup_trials(num_samples: int) -> int:
@@ -57,7 +58,7 @@ def startup_trials(num_samples: int) -> int:
 def build_searcher(spec: SearchSpec, pair: SearchPair, *, storage: optuna.storages.BaseStorage | None = None):
     """Tune's OptunaSearch for one pair: seeded multivariate TPE, thesis point first, no pruner."""
     import optuna
-    from ray.tune.search.optuna import OptunaSearch
+    from study.search.searcher import MidEpochAwareOptunaSearch
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # `group` is marked experimental
@@ -68,8 +69,8 @@ def build_searcher(spec: SearchSpec, pair: SearchPair, *, storage: optuna.storag
             constant_liar=True,  # parallel trials do not all propose the same point
             n_startup_trials=startup_trials(spec.num_samples),
         )
-    return OptunaSearch(
-        space=TrialSpecSpace(pair),
+    return MidEpochAwareOptunaSearch(
+        space=TrialSpecSpace(pair, spec.metric_key),
         metric=spec.metric_key,
         mode=PRIMARY_MODE,
         points_to_evaluate=[dict(pair.thesis_point)],
@@ -80,11 +81,23 @@ def build_searcher(spec: SearchSpec, pair: SearchPair, *, storage: optuna.storag
 
 
 def build_scheduler(spec: SearchSpec, pair: SearchPair):
-    """ASHA on the validation metric after every epoch (grace period: one epoch), or FIFO."""
+    """ASHA on the validation metric after every epoch (grace period: one epoch) or, with step
+    rungs, every `validate_every_steps` steps (grace period: that many); or FIFO."""
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    from study.search.spec import total_training_steps
 
     if spec.scheduler == "fifo":
         return FIFOScheduler()
+    if spec.rungs == "steps":
+        return ASHAScheduler(
+            time_attr="global_step",  # every report has it; mid-epoch validations are rung points too
+            metric=spec.metric_key,
+            mode=PRIMARY_MODE,
+            max_t=total_training_steps(pair.trial),
+            grace_period=spec.validate_every_steps,
+            reduction_factor=2,
+        )
     return ASHAScheduler(
         time_attr="epoch",  # epoch 0 (before training) is reported too; rungs start at epoch 1
         metric=spec.metric_key,
@@ -168,6 +181,8 @@ def run_search(spec: SearchSpec, *, address: str | None = None, verbose: int = 1
     """Run (or continue) every pair's search, then select, evaluate on the test sets and report."""
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # Mid-epoch checkpoints are reported without the validation metric (trainables/trial.py).
+    os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
     import optuna
 
     from study.cluster.connect import connect
@@ -203,6 +218,7 @@ def _fit_pair(spec: SearchSpec, pair: SearchPair, directory: Path, storage, *, v
     from ray import tune
 
     from trainables.reranker import train_reranker, trial_resources
+    from trainables.trial import CHECKPOINT_SCORE
 
     trainable = tune.with_resources(train_reranker, trial_resources)
     experiment = directory / pair.name
@@ -229,7 +245,7 @@ def _fit_pair(spec: SearchSpec, pair: SearchPair, directory: Path, storage, *, v
                 sync_config=tune.SyncConfig(sync_artifacts=True),
                 checkpoint_config=tune.CheckpointConfig(
                     num_to_keep=spec.checkpoints_to_keep,
-                    checkpoint_score_attribute=spec.metric_key,
+                    checkpoint_score_attribute=CHECKPOINT_SCORE,  # the metric; mid-epoch checkpoints rank last
                     checkpoint_score_order=PRIMARY_MODE,
                 ),
                 failure_config=tune.FailureConfig(max_failures=0),
@@ -249,7 +265,12 @@ def _progress_table(spec: SearchSpec):
     from ray.tune import CLIReporter
 
     return CLIReporter(
-        metric_columns={"epoch": "epoch", "train_loss": "train loss", spec.metric_key: f"{spec.metric} (validation)"},
+        metric_columns={
+            "epoch": "epoch",
+            "global_step": "step",
+            "train_loss": "train loss",
+            spec.metric_key: f"{spec.metric} (validation)",
+        },
         parameter_columns={"optuna_trial": "#", **{name: name for name in spaces.HYPERPARAMETERS}},
         metric=spec.metric_key,
         mode=PRIMARY_MODE,

@@ -24,6 +24,10 @@ from study.spec import EvalSetSpec, Scale, TrialSpec
 SPEC_FILE = "search_spec.json"
 OPTUNA_DB = "optuna.db"
 SCHEDULERS: tuple[str, ...] = ("asha", "fifo")
+RUNGS: tuple[str, ...] = ("epochs", "steps")
+# Step rungs: the validation set is evaluated about this many times an epoch (full scale: every
+# 12.5k of 125k steps), so ASHA can stop a weak configuration within the first epoch.
+VALIDATIONS_PER_EPOCH = 10
 # At full scale the validation set is a fixed slice of MS MARCO dev queries (study/data/registry.py).
 FULL_VALIDATION_SET = "msmarco-dev-validation"
 
@@ -66,6 +70,12 @@ class SearchSpec(_Spec):
     num_samples: int = Field(ge=1, description="trials per model x optimizer, the thesis point included")
     max_concurrent: int | None = Field(None, ge=1)
     scheduler: Literal["asha", "fifo"] = "asha"
+    rungs: Literal["epochs", "steps"] = Field(
+        "epochs",
+        description="ASHA's time unit: epochs (validate at epoch ends) or steps (validate every "
+        "`validate_every_steps` inside epochs as well; the full scale's default)",
+    )
+    validate_every_steps: int | None = Field(None, ge=1, description="step rungs: steps between validations")
     seed: int = 12
     optuna_storage: str = Field(description="Optuna storage URL (sqlite:///... or postgresql://...)")
     checkpoints_to_keep: int = Field(2, ge=1)
@@ -86,6 +96,12 @@ class SearchSpec(_Spec):
                 raise ValueError(f"{pair.name} must be evaluated on the validation set only, but uses {sets}")
         if self.validation_set in [e.name for e in self.test_sets]:
             raise ValueError(f"the validation set {self.validation_set} cannot also be a test set")
+        if self.rungs == "steps":
+            if self.validate_every_steps is None:
+                raise ValueError("step rungs need validate_every_steps (steps between validations)")
+            for pair in self.pairs:
+                if pair.trial.training.validate_every_steps != self.validate_every_steps:
+                    raise ValueError(f"{pair.name} must validate every {self.validate_every_steps} steps (step rungs)")
         return self
 
     @property
@@ -114,6 +130,8 @@ def build_search(
     num_samples: int = 20,
     max_concurrent: int | None = None,
     scheduler: str = "asha",
+    rungs: str | None = None,
+    validate_every: int | None = None,
     metric: str = "nDCG@10",
     seed: int = 12,
     ranges: Sequence[str] = (),
@@ -131,12 +149,23 @@ def build_search(
     if num_samples < 1:
         raise ValueError(f"--num-samples must be at least 1, but got {num_samples}")
     check_name(scheduler, SCHEDULERS, what="scheduler")
+    rungs = rungs or ("steps" if scale == "full" and scheduler == "asha" else "epochs")
+    check_name(rungs, RUNGS, what="rungs")
+    if rungs == "steps" and scheduler != "asha":
+        raise ValueError("--rungs steps are ASHA's; with --scheduler fifo every trial runs to the end")
+    if validate_every is not None and validate_every < 1:
+        raise ValueError(f"--validate-every-steps must be at least 1, but got {validate_every}")
+    if validate_every is not None and rungs != "steps":
+        raise ValueError("--validate-every-steps sets the step rungs' interval; pass --rungs steps with it")
     check_metric_names([metric])
     thesis = grids.restrict(grids.build_study("thesis", scale=scale), models=models, optimizers=optimizers, epochs=epochs)
     overrides = [spaces.parse_range_override(text, spaces.OPTIMIZERS) for text in ranges]
     validation = validation_set_for(thesis.trials[0])
     name = name or grids.default_study_name("search", scale)
     pairs = [_pair(trial, validation, metric, overrides, max_pairs) for trial in thesis.trials]
+    if rungs == "steps":
+        validate_every = validate_every or default_validate_every(pairs[0].trial)
+        pairs = [with_validation_every(pair, validate_every) for pair in pairs]
     return SearchSpec(
         name=name,
         scale=scale,
@@ -148,9 +177,23 @@ def build_search(
         num_samples=num_samples,
         max_concurrent=max_concurrent,
         scheduler=scheduler,
+        rungs=rungs,
+        validate_every_steps=validate_every,
         seed=seed,
         optuna_storage=optuna_storage or default_optuna_storage(storage, name),
     )
+
+
+def default_validate_every(trial: TrialSpec) -> int:
+    """Steps between validations for step rungs: about VALIDATIONS_PER_EPOCH a (first) epoch."""
+    steps_per_epoch = max(1, total_training_steps(trial) // trial.training.epochs)
+    return max(1, math.ceil(steps_per_epoch / VALIDATIONS_PER_EPOCH))
+
+
+def with_validation_every(pair: SearchPair, steps: int) -> SearchPair:
+    trial = pair.trial.model_dump(mode="json")
+    trial["training"]["validate_every_steps"] = steps
+    return SearchPair.model_validate(pair.model_dump(mode="json") | {"trial": trial})
 
 
 def validation_set_for(trial: TrialSpec) -> str:
