@@ -165,6 +165,11 @@ class TrainingSpec(_Spec):
         description="random: shuffled pairs, each batch padded to its longest pair (the thesis's protocol); "
         "bucketed: pairs of similar length share a batch (less padding, faster; may skew label balance per batch)",
     )
+    padding_free: bool = Field(
+        True,
+        description="compute only on each batch's real tokens (trainables/packed.py: BERT/MiniLM and ModernBERT; "
+        "equal outputs to float rounding); false: the padded computation, as the thesis's library ran it",
+    )
     data: TrainDataSpec = TrainDataSpec()
     # Mid-epoch checkpoints: a preempted trial loses at most this much work (one full-scale epoch
     # is 125k steps). A checkpoint is taken when either is due; None = only at epoch ends.

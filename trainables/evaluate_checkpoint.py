@@ -31,7 +31,7 @@ def evaluate_checkpoint(
     device, autocast_dtype = device_and_autocast(trial)
 
     saved = trial.model.model_copy(update={"checkpoint": str(checkpoint)})
-    tokenizer, model = load_cross_encoder(saved)
+    tokenizer, model = load_cross_encoder(saved, padding_free=trial.training.padding_free)
     model.to(device)
     with_types = "token_type_ids" in model_input_names(model)
 

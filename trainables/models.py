@@ -12,7 +12,8 @@ after every `from_pretrained` (trainables/buffers.py): transformers 5.x leaves t
 Attention runs on PyTorch's fused SDPA kernels wherever the family supports them, and on
 FlashAttention-2 on a GPU when `flash-attn` is installed (ModernBERT then attends over the unpadded
 tokens only); families with neither fall back to the eager implementation. In BERT classifiers the
-last layer computes only the first token, the one the head reads (trainables/first_token.py).
+last layer computes only the first token, the one the head reads (trainables/first_token.py). BERT and
+ModernBERT compute no padding: their token-wise layers run on the real tokens only (trainables/packed.py).
 """
 
 from __future__ import annotations
@@ -80,15 +81,17 @@ def attention_preference(device_type: str, *, half_precision: bool) -> tuple[str
 
 
 def load_cross_encoder(
-    spec: ModelSpec, *, attention: Sequence[str] = ("sdpa", "eager")
+    spec: ModelSpec, *, attention: Sequence[str] = ("sdpa", "eager"), padding_free: bool = True
 ) -> tuple[PreTrainedTokenizerBase, PreTrainedModel]:
     """Tokenizer and a single-logit sequence classifier for `spec`, with the first attention
-    implementation in `attention` that its family supports."""
+    implementation in `attention` that its family supports; `padding_free` skips the padding where
+    the family has an exact packed forward (trainables/packed.py)."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     if spec.checkpoint.startswith("standin:"):
         tokenizer = AutoTokenizer.from_pretrained(stand_in_tokenizer_path())
-        return tokenizer, model_from_config(_stand_in_config(spec.checkpoint), attention=attention)
+        model = model_from_config(_stand_in_config(spec.checkpoint), attention=attention, padding_free=padding_free)
+        return tokenizer, model
 
     source = resolve_checkpoint(spec.checkpoint)
     pins = load_kwargs(source, spec.trust_remote_code)  # remote code runs pinned only (trainables/remote_code.py)
@@ -112,7 +115,7 @@ def load_cross_encoder(
     if model.config.pad_token_id is None:  # single-logit heads need it to find the last token in some families
         model.config.pad_token_id = tokenizer.pad_token_id
     check_buffers(model, spec.checkpoint)
-    _skip_unread_work(model)
+    _skip_unread_work(model, padding_free=padding_free)
     return tokenizer, model
 
 
@@ -130,21 +133,28 @@ def check_buffers(model: PreTrainedModel, checkpoint: str) -> None:
         )
 
 
-def _skip_unread_work(model: PreTrainedModel) -> None:
-    """BERT heads read the first token only: the last layer computes nothing else (trainables/first_token.py)."""
+def _skip_unread_work(model: PreTrainedModel, *, padding_free: bool) -> None:
+    """BERT heads read the first token only: the last layer computes nothing else (trainables/first_token.py);
+    padding is not computed at all where the family allows (trainables/packed.py)."""
     from trainables.first_token import compute_first_token_only
 
     compute_first_token_only(model)
+    if padding_free:
+        from trainables.packed import set_padding_free
+
+        set_padding_free(model)
 
 
-def model_from_config(config, *, attention: Sequence[str] = ("sdpa", "eager")) -> PreTrainedModel:
+def model_from_config(
+    config, *, attention: Sequence[str] = ("sdpa", "eager"), padding_free: bool = True
+) -> PreTrainedModel:
     """A randomly initialised sequence classifier of `config`'s architecture (stand-ins, benchmarks)."""
     from transformers import AutoModelForSequenceClassification
 
     model = _first_supported(
         attention, lambda impl: AutoModelForSequenceClassification.from_config(config, attn_implementation=impl)
     )
-    _skip_unread_work(model)
+    _skip_unread_work(model, padding_free=padding_free)
     return model
 
 

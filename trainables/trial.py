@@ -62,7 +62,9 @@ def run_trial(
     device, autocast_dtype = device_and_autocast(spec)
 
     tokenizer, model = load_cross_encoder(
-        spec.model, attention=attention_preference(device.type, half_precision=autocast_dtype is not None)
+        spec.model,
+        attention=attention_preference(device.type, half_precision=autocast_dtype is not None),
+        padding_free=spec.training.padding_free,
     )
     model.to(device)
     if spec.training.compile:
