@@ -18,8 +18,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from search_spaces import optuna_spaces as spaces
+from study.names import check_path_name
 from study.results import TrialResult
-from study.spec import EvalSetSpec, Scale, TrialSpec
+from study.spec import SEED_MAX, EvalSetSpec, Scale, TrialSpec
 
 SPEC_FILE = "search_spec.json"
 OPTUNA_DB = "optuna.db"
@@ -29,7 +30,7 @@ FULL_VALIDATION_SET = "msmarco-dev-validation"
 
 
 class _Spec(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class SearchPair(_Spec):
@@ -55,7 +56,7 @@ class SearchPair(_Spec):
 
 
 class SearchSpec(_Spec):
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str
     kind: Literal["optuna"] = "optuna"
     scale: Scale = "full"
     storage: str = Field("studies", description="directory holding the study directory")
@@ -66,9 +67,14 @@ class SearchSpec(_Spec):
     num_samples: int = Field(ge=1, description="trials per model x optimizer, the thesis point included")
     max_concurrent: int | None = Field(None, ge=1)
     scheduler: Literal["asha", "fifo"] = "asha"
-    seed: int = 12
+    seed: int = Field(12, ge=0, le=SEED_MAX)
     optuna_storage: str = Field(description="Optuna storage URL (sqlite:///... or postgresql://...)")
     checkpoints_to_keep: int = Field(2, ge=1)
+
+    @field_validator("name")
+    @classmethod
+    def _path_name(cls, name: str) -> str:
+        return check_path_name(name, what="search name")
 
     @field_validator("metric")
     @classmethod
