@@ -15,13 +15,26 @@ def format_error(err: Exception) -> str:
     from pydantic import ValidationError
 
     if isinstance(err, ValidationError):
-        problems = []
-        for item in err.errors():
-            where = ".".join(str(p) for p in item["loc"])
-            message = item["msg"].removeprefix("Value error, ")
-            problems.append(f"{where}: {message} (got {item.get('input')!r})")
-        return f"invalid study spec: {'; '.join(problems)}."
+        return f"invalid study spec: {'; '.join(_problems(err.errors()))}."
     return str(err)
+
+
+def _problems(errors: list[dict]) -> list[str]:
+    """One sentence per problem: where, what, and the value when it is short enough to read."""
+    problems = []
+    for item in errors:
+        loc = tuple(item["loc"])
+        # pydantic adds "trials: at least 1 item ... not 0" when an item of `trials` fails: not a problem of its own.
+        if item["type"] == "too_short" and any(tuple(o["loc"])[: len(loc)] == loc and o is not item for o in errors):
+            continue
+        where = ".".join(str(p) for p in loc)
+        message = item["msg"].removeprefix("Value error, ")
+        shown = repr(item.get("input"))
+        got = f" (got {shown})" if len(shown) <= 60 and item["type"] not in ("value_error", "missing") else ""
+        problem = f"{where}: {message}{got}" if where else f"{message}{got}"
+        if problem not in problems:
+            problems.append(problem)
+    return problems
 
 
 def print_bad_input(err: Exception) -> int:

@@ -71,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--node-env",
         action="append",
         metavar="NAME=VALUE",
-        help="set in every trial process on every node, e.g. HF_HOME=/cache/hf (repeatable; no credentials)",
+        help="set in every trial process on every node, e.g. HF_HOME=/cache/hf (repeatable; no credentials; "
+        "applies with --config and --resume too: it is not saved with the study)",
     )
     parser.add_argument("--print-spec", action="store_true", help="print the resolved study as YAML and exit")
     search_cli.add_search_arguments(parser)
@@ -101,6 +102,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
     try:
+        from study.cluster.connect import check_address
+        from study.cluster.storage import check_location
+
+        check_location(spec.storage, spec.name, resume=args.resume is not None)
+        check_address(args.address)
         preflight(spec)
         if args.wandb != "off":
             from study.tracking.wandb_logger import check_wandb_installed
@@ -144,6 +150,8 @@ def resolve_spec(args: argparse.Namespace):
         raise ValueError("--resume continues a saved study; it takes no --grid or --config")
     if args.resume:
         return _resumed_spec(args)
+    if args.config and args.scale:
+        raise ValueError("--scale applies to --grid; a --config study sets `scale` (and its trials) in the file")
     if args.config:
         spec = grids.load_study_file(args.config)
     else:
@@ -170,7 +178,7 @@ def _resumed_spec(args: argparse.Namespace):
 
     changed = [
         f"--{name.replace('_', '-')}"
-        for name in ("models", "optimizers", "epochs", "name", "storage", "max_concurrent", "max_failures")
+        for name in ("models", "optimizers", "epochs", "name", "storage", "max_concurrent", "max_failures", "seeds", "scale")
         if getattr(args, name) is not None
     ]
     if changed:

@@ -12,12 +12,28 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from study.names import check_path_name
+
 Scale = Literal["smoke", "demo", "full"]
 SCALES: tuple[str, ...] = ("smoke", "demo", "full")
 
 
 class _Spec(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # inf and nan are refused everywhere: `lr: .inf` or `k1: .inf` would run and silently mean nothing.
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+
+# numpy's RandomState (and so Optuna's samplers) takes seeds in [0, 2**32); torch accepts them too.
+SEED_MAX = 2**32 - 1
+
+
+def _path_name(what: str):
+    """A field validator applying study/names.py's one rule for names that become paths."""
+
+    def check(cls, value: str) -> str:
+        return check_path_name(value, what=what)
+
+    return classmethod(check)
 
 
 def _absolute(path: str | None) -> str | None:
@@ -41,6 +57,8 @@ class ModelSpec(_Spec):
     stand_in_for: str | None = Field(
         None, description="the thesis model this one replaces at a small scale; None = the real one"
     )
+
+    _name = field_validator("name")(_path_name("model name"))
 
 
 def _check_betas(betas: tuple[float, float]) -> tuple[float, float]:
@@ -151,7 +169,7 @@ class TrainDataSpec(_Spec):
 class TrainingSpec(_Spec):
     epochs: int = Field(3, ge=1)
     batch_size: int = Field(16, ge=1)
-    seed: int = 12
+    seed: int = Field(12, ge=0, le=SEED_MAX)
     precision: Literal["bf16-mixed", "fp32"] = Field(
         "bf16-mixed", description="bf16 autocast with fp32 master weights on CUDA; CPU always runs fp32"
     )
@@ -204,6 +222,8 @@ class EvalSetSpec(_Spec):
         None, description="local files: the official files of a named set, or a collection of your own"
     )
 
+    _name = field_validator("name")(_path_name("evaluation set name"))
+
     @field_validator("table_metrics")
     @classmethod
     def _known_metrics(cls, names: tuple[str, ...]) -> tuple[str, ...]:
@@ -233,6 +253,7 @@ class TrialSpec(_Spec):
     tag: str = Field(
         "",
         pattern=r"^[A-Za-z0-9_.]*$",
+        max_length=32,
         description="tells apart trials of one model and optimizer (e.g. 's13' for seed 13); ends the name",
     )
 
@@ -251,7 +272,7 @@ class TrialSpec(_Spec):
 class StudySpec(_Spec):
     """A whole study: named trials plus how Ray runs them."""
 
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str
     grid: str | None = None
     scale: Scale = "full"
     trials: tuple[TrialSpec, ...] = Field(min_length=1)
@@ -259,6 +280,8 @@ class StudySpec(_Spec):
     max_concurrent: int | None = Field(None, ge=1)
     checkpoints_to_keep: int = Field(2, ge=1)
     max_failures: int = Field(0, ge=0, description="retries per trial, each from its last checkpoint")
+
+    _name = field_validator("name")(_path_name("study name"))
 
     @model_validator(mode="after")
     def _consistent_trials(self) -> StudySpec:

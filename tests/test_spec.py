@@ -151,7 +151,7 @@ def test_print_spec_round_trips_through_config(tmp_path, capsys):
         (["--grid", "thesis", "--models", "minilm,gtee"], "error: unknown model 'gtee'. Did you mean 'gte'?"),
         (["--grid", "thesis", "--optimizers", "lino"], "error: unknown optimizer 'lino'. Did you mean 'lion'?"),
         (["--grid", "thesis", "--epochs", "0"], "error: --epochs must be at least 1, but got 0"),
-        (["--grid", "thesis", "--name", "a b"], "error: invalid study spec: name: String should match pattern"),
+        (["--grid", "thesis", "--name", "a b"], "error: invalid study spec: name: study name 'a b' is not a usable name"),
     ],
 )
 def test_cli_bad_input_is_one_paragraph_and_exit_2(argv, message, capsys):

@@ -21,7 +21,16 @@ from pathlib import Path
 
 # Values passed to every trial process through Ray's runtime_env are shown on the dashboard and
 # kept with the job: credentials must reach the nodes another way (the nodes' own environment).
-_SECRET_NAME = re.compile(r"TOKEN|KEY|SECRET|PASSWORD|CREDENTIAL", re.IGNORECASE)
+_SECRET_NAME = re.compile(r"TOKEN|KEY|SECRET|PASSWORD|PASSWD|CREDENTIAL|CONNECTION_STRING|AUTH", re.IGNORECASE)
+# ...and values that carry one whatever their name: URL user-info with a password
+# (postgresql://u:pw@db/x), connection strings (AccountKey=..., Password=...), well-known key
+# prefixes, and long random-looking tokens.
+_SECRET_VALUES = (
+    re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/@\s:]*:[^/@\s]+@"),
+    re.compile(r"(^|;)\s*(AccountKey|SharedAccessKey|SharedAccessSignature|Password|Pwd|sig)\s*=", re.IGNORECASE),
+    re.compile(r"^(hf_|sk-|sk_live_|ghp_|gho_|github_pat_|xox[abp]-|AKIA|ASIA|AIza|glpat-)[A-Za-z0-9_-]{8,}"),
+)
+PORT_PROBE_TIMEOUT_S = 5.0  # a HOST:PORT that does not answer is reported after this long
 
 
 def connect(
@@ -69,13 +78,59 @@ def connect(
 
 
 def check_env_vars(env_vars: Mapping[str, str]) -> None:
-    """Refuse names that look like credentials: runtime_env values are visible on the dashboard."""
-    secret = sorted(name for name in env_vars if _SECRET_NAME.search(name))
+    """Refuse credentials, by name or by value: runtime_env values are visible on the dashboard and
+    in Ray's logs. The message names the variables, never their values."""
+    secret = sorted(name for name, value in env_vars.items() if _SECRET_NAME.search(name) or looks_secret(value))
     if secret:
         raise ValueError(
             f"{', '.join(secret)} look like credentials, but values passed to the trials are shown on "
             "the Ray dashboard; set them in each node's environment instead (e.g. a Modal Secret)"
         )
+
+
+def looks_secret(value: str) -> bool:
+    """Whether a value carries a credential: a URL password, a connection string's key, an API key."""
+    if any(pattern.search(value) for pattern in _SECRET_VALUES):
+        return True
+    # A long random-looking token: no path or spaces, letters and digits mixed, many distinct characters.
+    token = value.strip()
+    return (
+        len(token) >= 32
+        and re.fullmatch(r"[A-Za-z0-9+/=_.-]+", token) is not None
+        and not token.startswith(("/", ".", "~"))
+        and "/" not in token.rstrip("=")[:8]
+        and re.search(r"[0-9]", token) is not None
+        and re.search(r"[A-Za-z]", token) is not None
+        and len(set(token)) >= 16
+    )
+
+
+def check_address(address: str | None) -> None:
+    """Before Ray starts: a HOST:PORT (or ray://HOST:PORT) answers within PORT_PROBE_TIMEOUT_S.
+
+    Ray itself retries an unreachable address for minutes; `auto` and no address are left to Ray.
+    """
+    import socket
+    from urllib.parse import urlsplit
+
+    if not address or address == "auto":
+        return
+    split = urlsplit(address if "://" in address else f"gcs://{address}")
+    try:
+        host, port = split.hostname, split.port
+    except ValueError:
+        host, port = None, None
+    if not host or port is None:
+        raise ValueError(f"--address expects auto, HOST:PORT or ray://HOST:PORT, but got {address!r}")
+    try:
+        with socket.create_connection((host, port), timeout=PORT_PROBE_TIMEOUT_S):
+            return
+    except OSError as err:
+        reason = "no answer" if isinstance(err, TimeoutError) else (err.strerror or str(err))
+        raise ValueError(
+            f"no Ray cluster answers at {address} ({reason} within {PORT_PROBE_TIMEOUT_S:.0f} s); start one "
+            "with `ray start --head` there, or check the address and port (GCS 6379, Ray Client 10001)"
+        ) from None
 
 
 def _node_count() -> int:

@@ -13,6 +13,8 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 SPEC_FILE = "study_spec.json"
+TUNER_FILE = "tuner.pkl"  # Tune's own state, written when the study starts running: what --resume restores
+URI_CHECK_TIMEOUT_S = 20.0  # an unreachable bucket is reported after this long, not after Ray started
 
 
 def is_uri(location: str) -> bool:
@@ -91,6 +93,76 @@ def mirror_study(location: str, local_dir: Path) -> Path:
             tmp.write_bytes(stream.read())
             os.replace(tmp, target)
     return local_dir
+
+
+def check_location(storage: str, name: str, *, resume: bool) -> None:
+    """Before Ray starts: the storage is usable, and `<storage>/<name>` is new (or, to resume, a started study).
+
+    Nothing is ever started over: an existing study is continued with --resume or left alone.
+    """
+    location = study_location(storage, name)
+    if is_uri(storage):
+        _check_uri(storage)
+    else:
+        _check_local_dir(Path(storage).expanduser())
+    if resume:
+        if not exists(join(location, TUNER_FILE)):
+            raise ValueError(
+                f"{location} holds a study spec but no Tune state ({TUNER_FILE}): the study never started "
+                "running, so there is nothing to resume. Start it again under a new name with "
+                f"--config {join(location, SPEC_FILE)} --name NEW_NAME (or delete {location})"
+            )
+    elif exists(join(location, SPEC_FILE)) or exists(join(location, TUNER_FILE)):
+        raise ValueError(
+            f"study {name} already exists in {storage}; continue it with --resume {location}, "
+            "or choose another --name (a study is never started over)"
+        )
+
+
+def _check_local_dir(directory: Path) -> None:
+    if directory.exists() and not directory.is_dir():
+        raise ValueError(f"--storage {directory} is a file, not a directory; give a directory for the studies")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / f".write-probe-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise ValueError(
+            f"--storage {directory} cannot be written ({err.strerror or err}); give a directory you can write to"
+        ) from None
+
+
+def _check_uri(storage: str) -> None:
+    """The URI's filesystem is known to pyarrow and answers within URI_CHECK_TIMEOUT_S."""
+    import threading
+
+    shown = urlunsplit(urlsplit(storage)._replace(query="", fragment=""))
+    outcome: list[BaseException | None] = []
+
+    def probe() -> None:
+        try:
+            filesystem, path = _filesystem(storage)
+            filesystem.get_file_info(path)
+            outcome.append(None)
+        except BaseException as err:  # noqa: BLE001 -- reported below, in the caller's thread
+            outcome.append(err)
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(URI_CHECK_TIMEOUT_S)
+    if not outcome:
+        raise ValueError(
+            f"--storage {shown} did not answer within {URI_CHECK_TIMEOUT_S:.0f} s; check the bucket's name, "
+            "region and network, and the credentials in this environment"
+        )
+    err = outcome[0]
+    if err is None:
+        return
+    reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    if "Unrecognized filesystem type" in reason or "not supported" in reason.lower():
+        reason = f"unknown scheme {urlsplit(storage).scheme}:// (use a directory, s3://, gs://, hdfs:// or file://)"
+    raise ValueError(f"--storage {shown} cannot be used: {reason}")
 
 
 def load_study_spec(location: str):

@@ -18,8 +18,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from search_spaces import optuna_spaces as spaces
+from study.names import check_path_name
 from study.results import TrialResult
-from study.spec import EvalSetSpec, Scale, TrialSpec
+from study.spec import SEED_MAX, EvalSetSpec, Scale, TrialSpec
 
 SPEC_FILE = "search_spec.json"
 OPTUNA_DB = "optuna.db"
@@ -33,7 +34,7 @@ FULL_VALIDATION_SET = "msmarco-dev-validation"
 
 
 class _Spec(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class SearchPair(_Spec):
@@ -59,7 +60,7 @@ class SearchPair(_Spec):
 
 
 class SearchSpec(_Spec):
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str
     kind: Literal["optuna"] = "optuna"
     scale: Scale = "full"
     storage: str = Field("studies", description="directory holding the study directory")
@@ -76,9 +77,14 @@ class SearchSpec(_Spec):
         "`validate_every_steps` inside epochs as well; the full scale's default)",
     )
     validate_every_steps: int | None = Field(None, ge=1, description="step rungs: steps between validations")
-    seed: int = 12
+    seed: int = Field(12, ge=0, le=SEED_MAX)
     optuna_storage: str = Field(description="Optuna storage URL (sqlite:///... or postgresql://...)")
     checkpoints_to_keep: int = Field(2, ge=1)
+
+    @field_validator("name")
+    @classmethod
+    def _path_name(cls, name: str) -> str:
+        return check_path_name(name, what="search name")
 
     @field_validator("metric")
     @classmethod
