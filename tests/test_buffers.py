@@ -30,10 +30,13 @@ def test_remote_code_model_reloads_with_its_buffers(tmp_path):
     directory = save_toy_remote_model(tmp_path / "toy")
     raw = AutoModelForSequenceClassification.from_pretrained(directory, trust_remote_code=True)
     assert raw.is_remote_code()
-    # transformers 5.x alone: the rotary tables come back as uninitialised storage
-    broken = find_broken_buffers(raw)
-    assert {b.split(":")[0] for b in broken} == {"rotary.inv_freq", "rotary.cos_cached", "rotary.sin_cached"}
-    assert sorted(restore_non_persistent_buffers(raw)) == ["rotary.cos_cached", "rotary.inv_freq", "rotary.sin_cached"]
+    # transformers 5.x alone: the rotary tables come back as uninitialised storage. Which of them
+    # hold wrong values depends on what the reused memory held (a table freed a moment ago by
+    # save_toy_remote_model can come back intact), so the check is: some broken, none other.
+    rotary = {"rotary.inv_freq", "rotary.cos_cached", "rotary.sin_cached"}
+    broken = {b.split(":")[0] for b in find_broken_buffers(raw)}
+    assert broken and broken <= rotary
+    assert broken <= set(restore_non_persistent_buffers(raw)) <= rotary
     assert find_broken_buffers(raw) == []
 
     tokenizer, model = load_cross_encoder(ModelSpec(name="toy", checkpoint=str(directory), trust_remote_code=True))
