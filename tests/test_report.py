@@ -85,7 +85,7 @@ def write_fixture_study(root: Path, *, scale: str = "smoke", epochs: int = 2, va
                     json.dumps({metric: values for metric in METRICS})
                 )
                 row |= {f"{eval_set}/{metric}": sum(values.values()) / len(values) for metric in METRICS}
-                row[f"{eval_set}/eval_loss"] = 0.69 - 0.01 * epoch
+                row[f"{eval_set}/candidate_loss"] = 0.69 - 0.01 * epoch
             rows.append(row)
         (trial_dir / "result.json").write_text("".join(json.dumps(r) + "\n" for r in rows))
         (trial_dir / "steps.jsonl").write_text("".join(json.dumps(s) + "\n" for s in steps))

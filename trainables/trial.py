@@ -30,6 +30,7 @@ from study.data.tokenized import tokenize_pairs
 from study.spec import TrialSpec
 from trainables.checkpointing import TrainingProgress, load_checkpoint, save_checkpoint, seed_everything
 from trainables.cuda_check import require_cuda
+from trainables.heldout import HELDOUT_LOSS, split_heldout, tokenize_heldout
 from trainables.models import attention_preference, load_cross_encoder, model_input_names
 from trainables.optimizers import build_optimizer, optimizer_state_bytes
 from trainables.schedules import build_scheduler
@@ -73,6 +74,7 @@ def run_trial(
 
     with data_guard(spec):  # prepared data is read as is; else one process per machine builds it
         train = registry.load_training_pairs(spec.training.data, seed=spec.training.seed)
+        train, heldout_pairs = split_heldout(train, spec.training.heldout_pairs)
         eval_pairs = evaluation_candidates(spec, tokenizer, with_types=with_types)
     train_tokens = tokenize_pairs(
         tokenizer,
@@ -82,6 +84,14 @@ def run_trial(
         with_token_type_ids=with_types,
     )
     train_labels = np.array([p.label for p in train], dtype=np.float32)
+    heldout = tokenize_heldout(tokenizer, heldout_pairs, max_length=spec.model.max_length, with_types=with_types)
+
+    def heldout_loss() -> dict:
+        """The thesis's evaluation loss (trainables/heldout.py), keyed for a result row or step-log line."""
+        if heldout is None:
+            return {}
+        kwargs = {"batch_size": spec.evaluation[0].batch_size, "device": device, "autocast_dtype": autocast_dtype}
+        return {HELDOUT_LOSS: heldout.loss(model, **kwargs)}
 
     batches_per_epoch = -(-len(train) // spec.training.batch_size)
     optimizer = build_optimizer(model, spec.optimizer)
@@ -102,7 +112,7 @@ def run_trial(
                 device=device,
                 autocast_dtype=autocast_dtype,
             )
-        return metrics
+        return metrics | (heldout_loss() if step is None else {})
 
     def checkpoint_and_report(metrics: dict, progress: TrainingProgress, *, save: bool = True) -> None:
         metrics |= _identity(spec) | {"epoch": progress.epoch, "global_step": progress.global_step}
@@ -146,6 +156,8 @@ def run_trial(
             nonlocal last_checkpoint
             if state.batches_done == n_batches:
                 return  # the epoch's end: evaluated and checkpointed below
+            if _due(step, spec.training.heldout_every) and heldout is not None:
+                log_step({"epoch": done_before + 1, "step": step} | heldout_loss())
             save = _due(step, spec.training.checkpoint_every_steps) or (
                 spec.training.checkpoint_every_minutes is not None
                 and time.monotonic() - last_checkpoint >= 60 * spec.training.checkpoint_every_minutes
