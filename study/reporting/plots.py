@@ -11,19 +11,17 @@ matplotlib's object API with the Agg canvas: no pyplot, no display, no global ba
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 from eval.measures import DISPLAY_NAMES, METRICS
 from study.reporting.study_data import StudyData, metric_value
 from study.results import TrialResult
+from study.reporting.dynamics import heldout_curve, read_steps
 from study.reporting.stats import mean_ci
-from trainables.heldout import HELDOUT_LOSS
 
 COLORS = {"adamw": "tab:blue", "lion": "tab:orange"}  # colour = optimizer, marker = seed
 SEED_MARKERS = ("o", "s", "^", "D", "v", "P")
-STEP_LOG = "steps.jsonl"
 
 
 def write_plots(study: StudyData, out_dir: Path) -> list[Path]:
@@ -36,21 +34,6 @@ def write_plots(study: StudyData, out_dir: Path) -> list[Path]:
             figure = _metrics_figure(model, trials, eval_set)
             written.append(_save(figure, out_dir / f"{model}-metrics-{eval_set}.png"))
     return written
-
-
-def read_steps(trial: TrialResult) -> list[dict]:
-    path = Path(trial.trial_dir) / STEP_LOG
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip().endswith("}")]
-
-
-def heldout_curve(trial: TrialResult, steps: list[dict] | None = None) -> list[tuple[int, float]]:
-    """(step, held-out loss) in step order: epoch rows (epoch 0 = step 0) and mid-epoch step-log lines."""
-    steps = read_steps(trial) if steps is None else steps
-    points = {int(row.get("global_step", 0)): v for row in trial.rows if (v := metric_value(row, HELDOUT_LOSS)) is not None}
-    points |= {int(s["step"]): s[HELDOUT_LOSS] for s in steps if _finite(s.get(HELDOUT_LOSS))}
-    return sorted(points.items())
 
 
 def _training_figure(model: str, trials: list[TrialResult]):

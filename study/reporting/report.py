@@ -7,6 +7,7 @@ Writes:
   beside the thesis's numbers with a difference column;
 - tables/significance.{md,csv}: Lion vs AdamW paired tests per model and epoch (reporting/stats.py);
 - tables/efficiency.{md,csv}: pairs/s, time, peak memory, optimizer-state memory per trial;
+- tables/dynamics.{md,csv}: the held-out (evaluation) loss per epoch, its roughness, gradient-norm CV;
 - tables/thesis_disagreements.{md,csv}: cells the thesis's own tables report differently;
 - plots/*.png: training dynamics and every metric per epoch, per model.
 """
@@ -32,7 +33,7 @@ def write_report(
     study_dir: str | Path, *, out_dir: str | Path | None = None, n_resamples: int = 10_000, plots: bool = True
 ) -> ReportPaths:
     """Write the report of the study in `study_dir` (into STUDY_DIR/report unless `out_dir`)."""
-    from study.reporting import efficiency, significance, tables
+    from study.reporting import dynamics, efficiency, significance, tables
     from study.reporting.plots import write_plots
     from study.reporting.study_data import load_study
     from study.reporting.thesis_numbers import THESIS_TABLES
@@ -90,6 +91,7 @@ def write_report(
     )
 
     sections.append("## Training dynamics\n")
+    sections.append(save(dynamics.dynamics_grid(study), "dynamics", latex=False))
     pngs = write_plots(study, out / "plots") if plots else []
     sections.append("\n".join(f"![{p.stem}](plots/{p.name})" for p in pngs) + "\n" if plots else "(plots skipped)\n")
 
