@@ -11,6 +11,7 @@ from its figures alone. Here both get a number a reader can compare:
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import statistics
@@ -52,7 +53,7 @@ class Dynamics:
 def trial_dynamics(trial: TrialResult) -> Dynamics:
     steps = read_steps(trial)
     curve = [v for _, v in heldout_curve(trial, steps)]
-    changes = [abs(b - a) for a, b in zip(curve, curve[1:])]
+    changes = [abs(b - a) for a, b in itertools.pairwise(curve)]
     norms: dict[int, list[float]] = {}
     for s in steps:
         if _finite(s.get("grad_norm")):
@@ -76,9 +77,11 @@ def dynamics_grid(study: StudyData) -> Grid:
         "gradient norm's steadiness",
         ["Trial", "Seed", *(f"Epoch {e}" for e in epochs), "Loss roughness", "Grad-norm CV"],
         notes=[
-            "Loss roughness: mean absolute change of the held-out loss between consecutive evaluations "
-            "(lower = smoother). Grad-norm CV: sd / mean of the logged gradient norms within an epoch, "
-            "mean over epochs (lower = steadier)."
+            (
+                "Loss roughness: mean absolute change of the held-out loss between consecutive evaluations "
+                "(lower = smoother). Grad-norm CV: sd / mean of the logged gradient norms within an epoch, "
+                "mean over epochs (lower = steadier)."
+            )
         ],
     )
     for trial, d in per_trial:

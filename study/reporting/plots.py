@@ -15,10 +15,10 @@ import math
 from pathlib import Path
 
 from eval.measures import DISPLAY_NAMES, METRICS
-from study.reporting.study_data import StudyData, metric_value
-from study.results import TrialResult
 from study.reporting.dynamics import heldout_curve, read_steps
 from study.reporting.stats import mean_ci
+from study.reporting.study_data import StudyData, metric_value
+from study.results import TrialResult
 
 COLORS = {"adamw": "tab:blue", "lion": "tab:orange"}  # colour = optimizer, marker = seed
 SEED_MARKERS = ("o", "s", "^", "D", "v", "P")
