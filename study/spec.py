@@ -188,6 +188,11 @@ class TrainingSpec(_Spec):
         description="compute only on each batch's real tokens (trainables/packed.py: BERT/MiniLM and ModernBERT; "
         "equal outputs to float rounding); false: the padded computation, as the thesis's library ran it",
     )
+    deterministic: bool = Field(
+        True,
+        description="deterministic torch/cuBLAS/cuDNN operations where torch has them (the thesis's §4.4.2; "
+        "trainables/determinism.py); false may be faster on a GPU",
+    )
     data: TrainDataSpec = TrainDataSpec()
     heldout_pairs: int = Field(
         1000,

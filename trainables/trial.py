@@ -30,6 +30,7 @@ from study.data.tokenized import tokenize_pairs
 from study.spec import TrialSpec
 from trainables.checkpointing import TrainingProgress, load_checkpoint, save_checkpoint, seed_everything
 from trainables.cuda_check import require_cuda
+from trainables.determinism import set_deterministic
 from trainables.heldout import HELDOUT_LOSS, split_heldout, tokenize_heldout
 from trainables.models import attention_preference, load_cross_encoder, model_input_names
 from trainables.optimizers import build_optimizer, optimizer_state_bytes
@@ -60,6 +61,7 @@ def run_trial(
     score_metric = score_metric or f"{spec.evaluation[0].name}/{PRIMARY_METRIC}"
     trial_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(spec.training.seed)
+    set_deterministic(spec.training.deterministic)  # before the trial's first CUDA call
     device, autocast_dtype = device_and_autocast(spec)
 
     tokenizer, model = load_cross_encoder(
