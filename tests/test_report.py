@@ -314,3 +314,26 @@ def test_report_help_is_instant_without_heavy_imports():
     )
     result = subprocess.run([sys.executable, "-m", "study.report", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "STUDY_DIR" in result.stdout
+
+
+def test_efficiency_sets_measured_gpu_memory_and_parameters_beside_the_thesis(tmp_path):
+    from study.reporting.efficiency import GIB, efficiency_grid, thesis_memory_lines
+    from study.reporting.study_data import load_study
+
+    study_dir = write_fixture_study(tmp_path, scale="full", epochs=1)
+    for result in study_dir.glob("*/result.json"):  # as if measured on a GPU: 6 GiB peak, MiniLM's 33.4M parameters
+        rows = [json.loads(line) for line in result.read_text().splitlines()]
+        rows = [r | {"peak_memory_source": "cuda", "peak_memory_bytes": 6 * GIB, "model_parameters": 33_360_000} for r in rows]
+        result.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    study = load_study(study_dir)
+    rows = {r["trial"]: r for r in efficiency_grid(study).csv_rows}
+    minilm, gte = rows["minilm-adamw-s12"], rows["gte-adamw-s12"]
+    assert (minilm["thesis_memory_gb"], minilm["thesis_parameters"], minilm["parameters"]) == (8, 33_000_000, 33_360_000)
+    assert minilm["peak_vs_thesis"] == pytest.approx(6 / 8) and gte["peak_vs_thesis"] == pytest.approx(6 / 16)
+    assert "minilm: peak 6.0 GiB measured (minilm-adamw-s12) vs 8 GB in §4.4.1 = 0.75" in thesis_memory_lines(study)
+
+    # a stand-in (smoke scale) on a CPU: the thesis's figures are shown, never a ratio
+    smoke = load_study(write_fixture_study(tmp_path / "smoke"))
+    row = next(r for r in efficiency_grid(smoke).csv_rows if r["trial"] == "minilm-lion-s12")
+    assert row["thesis_memory_gb"] == 8 and row["peak_vs_thesis"] is None
+    assert "not compared here" in thesis_memory_lines(smoke)[0]
