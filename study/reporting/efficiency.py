@@ -106,9 +106,11 @@ def efficiency_grid(study: StudyData) -> Grid:
         ],
         notes=[
             "Peak memory: CUDA-allocated on a GPU, process RSS on a CPU (source in the CSV).",
-            "Thesis GPU memory and parameters: the figures the thesis gives for the model a trial is or stands "
-            "in for (MiniLM 8 GB / 33M, GTE 16 GB / 305M, ModernBERT 24 GB / 149M). Peak / thesis (GB read as "
-            "GiB) only for the thesis's own model measured on a GPU; a stand-in or a CPU run is not comparable.",
+            (
+                "Thesis GPU memory and parameters: the figures the thesis gives for the model a trial is or stands "
+                "in for (MiniLM 8 GB / 33M, GTE 16 GB / 305M, ModernBERT 24 GB / 149M). Peak / thesis (GB read as "
+                "GiB) only for the thesis's own model measured on a GPU; a stand-in or a CPU run is not comparable."
+            ),
         ],
     )
     for e in (trial_efficiency(t) for t in study.trials):
