@@ -39,8 +39,10 @@ def _value(i: int, epoch: int, seed: int, shift: float) -> float:
     return round(0.3 + 0.02 * i + 0.01 * epoch + 0.002 * (seed - 12) + shift, 6)
 
 
-def write_fixture_study(root: Path, *, scale: str = "smoke", epochs: int = 2, variants: tuple[str, ...] = ()) -> Path:
-    spec = restrict(build_study("thesis", scale=scale), models=["minilm", "gte"], epochs=epochs)
+def write_fixture_study(
+    root: Path, *, scale: str = "smoke", epochs: int = 2, variants: tuple[str, ...] = (), models=("minilm", "gte")
+) -> Path:
+    spec = restrict(build_study("thesis", scale=scale), models=list(models), epochs=epochs)
     if variants:  # a YAML study's own variants of each trial, told apart by their tags
         trials = [t.model_dump() | {"tag": v} for t in spec.trials for v in variants]
         spec = StudySpec.model_validate(spec.model_dump() | {"trials": trials})
@@ -337,3 +339,31 @@ def test_efficiency_sets_measured_gpu_memory_and_parameters_beside_the_thesis(tm
     row = next(r for r in efficiency_grid(smoke).csv_rows if r["trial"] == "minilm-lion-s12")
     assert row["thesis_memory_gb"] == 8 and row["peak_vs_thesis"] is None
     assert "not compared here" in thesis_memory_lines(smoke)[0]
+
+
+def test_thesis_claims_get_verdicts_computed_from_the_results(tmp_path):
+    from study.reporting import claims, significance
+    from study.reporting.study_data import load_study
+
+    # minilm + Lion is 0.1 above every other setting on every query; modernbert's optimizers are identical
+    study = load_study(write_fixture_study(tmp_path, models=("minilm", "modernbert")))
+    comparisons = significance.compare_optimizers(study, list(THESIS_TABLES["Table 5.1"].metrics), n_resamples=2000)
+    found = {f.claim: f for f in claims.check_claims(study, comparisons, n_resamples=2000)}
+    best = found["modernbert + lion best on nDCG@10"]
+    assert best.verdict == claims.CONTRADICTED and best.difference == pytest.approx(-0.1)
+    assert best.evidence.startswith("minilm + lion leads")
+    assert found["MiniLM: AdamW better on TREC metrics (nDCG@10)"].verdict == claims.CONTRADICTED
+    assert found["MiniLM: Lion better (MRR@10)"].verdict == claims.SUPPORTED
+    assert found["GTE: AdamW better than Lion (nDCG@10)"].verdict == claims.UNTESTABLE  # no gte in this study
+    smoother = found["Lion's evaluation loss is smoother"]  # 4 model x seed pairs, each 0.125 lower for Lion
+    assert smoother.difference == pytest.approx(-0.125) and smoother.verdict == claims.UNRESOLVED  # 4 pairs: p >= 1/8
+    assert found["No universal optimizer"].evidence.endswith("minilm Lion, modernbert neither")
+    assert found["No universal optimizer"].verdict == claims.UNRESOLVED
+
+
+def test_report_has_the_claims_section_saying_stand_ins_at_small_scale(smoke_report):
+    _, paths = smoke_report
+    section = paths.markdown.read_text().split("## The thesis's claims, checked")[1].split("## Efficiency")[0]
+    assert "Lion's gradient norms are steadier" in section and "stand-in models" in section
+    rows = _csv(paths.directory / "tables" / "thesis_claims.csv")
+    assert len(rows) == 9 and {r["verdict"] for r in rows} <= {"supported", "contradicted", "not resolved", "not testable"}

@@ -6,6 +6,7 @@ Writes:
   (best per metric marked; mean +- 95% CI over seeds), and on the full scale `<table>_vs_thesis.*`
   beside the thesis's numbers with a difference column;
 - tables/significance.{md,csv}: Lion vs AdamW paired tests per model and epoch (reporting/stats.py);
+- tables/thesis_claims.{md,csv}: each finding of §5.2 and §6.1 with this study's evidence and verdict;
 - tables/efficiency.{md,csv}: pairs/s, time, peak memory, optimizer-state memory per trial;
 - tables/dynamics.{md,csv}: the held-out (evaluation) loss per epoch, its roughness, gradient-norm CV;
 - tables/thesis_disagreements.{md,csv}: cells the thesis's own tables report differently;
@@ -33,7 +34,7 @@ def write_report(
     study_dir: str | Path, *, out_dir: str | Path | None = None, n_resamples: int = 10_000, plots: bool = True
 ) -> ReportPaths:
     """Write the report of the study in `study_dir` (into STUDY_DIR/report unless `out_dir`)."""
-    from study.reporting import dynamics, efficiency, significance, tables
+    from study.reporting import claims, dynamics, efficiency, significance, tables
     from study.reporting.plots import write_plots
     from study.reporting.study_data import load_study
     from study.reporting.thesis_numbers import THESIS_TABLES
@@ -81,6 +82,10 @@ def write_report(
             f"Every comparison ({len(comparisons)}), with both tests' p-values before and after the correction: "
             "[tables/significance.md](tables/significance.md) (and .csv).\n"
         )
+
+    sections.append("## The thesis's claims, checked\n")
+    findings = claims.check_claims(study, comparisons, n_resamples=n_resamples)
+    sections.append(save(claims.claims_grid(findings, study), "thesis_claims", latex=False))
 
     sections.append("## Efficiency\n")
     memory = efficiency.optimizer_memory_lines(study)
