@@ -94,8 +94,8 @@ def write_report(
         "Lion keeps one moment buffer per parameter, AdamW two: the thesis's claim of 50% less optimizer "
         "memory, measured:\n\n" + ("\n".join(f"- {m}" for m in memory) or "- (no trial has trained yet)") + "\n"
     )
-    beside = efficiency.thesis_memory_lines(study)
-    sections.append("Peak GPU memory beside §4.4.1's figures:\n\n" + "\n".join(f"- {m}" for m in beside) + "\n" if beside else "")
+    if beside := efficiency.thesis_memory_lines(study):
+        sections.append("Peak GPU memory beside §4.4.1's figures:\n\n" + "\n".join(f"- {m}" for m in beside) + "\n")
 
     sections.append("## Training dynamics\n")
     sections.append(save(dynamics.dynamics_grid(study), "dynamics", latex=False))
