@@ -359,6 +359,9 @@ def test_thesis_claims_get_verdicts_computed_from_the_results(tmp_path):
     assert smoother.difference == pytest.approx(-0.125) and smoother.verdict == claims.UNRESOLVED  # 4 pairs: p >= 1/8
     assert found["No universal optimizer"].evidence.endswith("minilm Lion, modernbert neither")
     assert found["No universal optimizer"].verdict == claims.UNRESOLVED
+    # significant over queries, yet the seeds disagree in sign: nothing is decided
+    assert claims._verdict(0.03, 0.009, -1, seed_mean=0.03, ci=0.15) == claims.UNRESOLVED
+    assert claims._verdict(0.03, 0.009, -1, seed_mean=0.03, ci=0.01) == claims.CONTRADICTED
 
 
 def test_report_has_the_claims_section_saying_stand_ins_at_small_scale(smoke_report):

@@ -2,8 +2,8 @@
 
 Every verdict is computed from the study's results, never written in:
 - supported: the study's difference points the thesis's way and is significant (both paired tests'
-  Holm-adjusted p < ALPHA);
-- contradicted: significant the other way;
+  Holm-adjusted p < ALPHA) and, with several seeds, the seeds' 95% interval excludes 0;
+- contradicted: the same, the other way;
 - not resolved: not significant either way (or one seed and one query set too few to say);
 - not testable: the study lacks what the claim needs (a model, an optimizer, a trained epoch).
 Optimizer claims per model use the significance section's comparisons at the last trained epoch
@@ -38,6 +38,7 @@ class Finding:
     ci: float | None = None  # 95% half-width over seeds
     p: float | None = None  # the larger of the two tests' Holm-adjusted p-values
     verdict: str = UNTESTABLE
+    seed_mean: float | None = None  # the mean of the per-seed differences the interval is about
 
 
 def check_claims(
@@ -87,8 +88,8 @@ def claims_grid(findings: list[Finding], study: StudyData) -> Grid:
                 f.claim,
                 f.where,
                 f.evidence,
-                "-" if f.difference is None else f"{f.difference:+.4f}",
-                "-" if f.ci is None or math.isnan(f.ci) else f"± {f.ci:.4f}",
+                "-" if f.difference is None else f"{f.difference:+.4g}",
+                "-" if f.ci is None or math.isnan(f.ci) else f"± {f.ci:.4g}",
                 "-" if f.p is None else significance.format_p(f.p),
                 f.verdict,
             ]
@@ -97,8 +98,12 @@ def claims_grid(findings: list[Finding], study: StudyData) -> Grid:
     return grid
 
 
-def _verdict(difference: float, p: float | None, claimed_sign: int) -> str:
+def _verdict(difference: float, p: float | None, claimed_sign: int, *, seed_mean: float | None, ci: float | None) -> str:
+    """Significant by the paired tests and, with several seeds, not undone by them: the seeds' 95%
+    interval must exclude 0 too (a difference whose sign flips between seeds decides nothing)."""
     if p is None or math.isnan(p) or p >= significance.ALPHA:
+        return UNRESOLVED
+    if ci is not None and not math.isnan(ci) and seed_mean is not None and abs(seed_mean) <= ci:
         return UNRESOLVED
     return SUPPORTED if difference * claimed_sign > 0 else CONTRADICTED
 
@@ -145,7 +150,8 @@ def _best_setting(study: StudyData, model: str, optimizer: str, metric: str, n_r
         f"{rival[0]} + {rival[1]} {best[rival][0]:.4f} (epoch {best[rival][1]}); Δ = {model} + {optimizer} minus it, "
         f"{len(queries)} queries"
     )
-    return Finding(claim, "§5.2.1, §6.1.1", evidence, difference, mean_ci(per_seed)[1], p, "pending")
+    seed_mean, ci = mean_ci(per_seed)
+    return Finding(claim, "§5.2.1, §6.1.1", evidence, difference, ci, p, "pending", seed_mean)
 
 
 def _optimizer_claim(study, comparisons, model, winner, role, metric, claim, where) -> Finding:
@@ -170,8 +176,9 @@ def _optimizer_claim(study, comparisons, model, winner, role, metric, claim, whe
         f"epoch {epoch}, seeds {chosen.seeds}: AdamW {chosen.adamw:.4f}, Lion {chosen.lion:.4f}; Δ = Lion - AdamW, "
         f"{chosen.n_queries} queries"
     )
-    ci = mean_ci(per_seed)[1] if per_seed else None
-    return Finding(claim, where, evidence, chosen.difference, ci, p, _verdict(chosen.difference, p, sign))
+    seed_mean, ci = mean_ci(per_seed) if per_seed else (None, None)
+    verdict = _verdict(chosen.difference, p, sign, seed_mean=seed_mean, ci=ci)
+    return Finding(claim, where, evidence, chosen.difference, ci, p, verdict)
 
 
 def _dynamics_claim(study: StudyData, field: str, claim: str, measure: str, n_resamples: int) -> Finding:
@@ -192,10 +199,11 @@ def _dynamics_claim(study: StudyData, field: str, claim: str, measure: str, n_re
         else math.nan
     )
     evidence = (
-        f"{measure}: Lion {sum(lion) / len(lion):.4f}, AdamW {sum(adamw) / len(adamw):.4f} (mean over {len(pairs)} "
+        f"{measure}: Lion {sum(lion) / len(lion):.4g}, AdamW {sum(adamw) / len(adamw):.4g} (mean over {len(pairs)} "
         f"model x seed pairs); Δ = Lion - AdamW"
     )
-    return Finding(claim, "§5.2.2", evidence, sum(differences) / len(differences), mean_ci(differences)[1], p, "pending")
+    mean, ci = mean_ci(differences)
+    return Finding(claim, "§5.2.2", evidence, mean, ci, p, "pending", mean)
 
 
 def _no_universal_optimizer(study: StudyData, comparisons) -> Finding:
@@ -240,7 +248,8 @@ def _holm_over(findings: list[Finding]) -> list[Finding]:
         p = adjusted.get(i, math.nan)
         # ranking claims: ours - rival > 0; dynamics claims: Lion - AdamW < 0
         sign = -1 if f.where == "§5.2.2" else 1
-        out.append(Finding(f.claim, f.where, f.evidence, f.difference, f.ci, p, _verdict(f.difference, p, sign)))
+        verdict = _verdict(f.difference, p, sign, seed_mean=f.seed_mean, ci=f.ci)
+        out.append(Finding(f.claim, f.where, f.evidence, f.difference, f.ci, p, verdict, f.seed_mean))
     return out
 
 

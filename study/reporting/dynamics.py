@@ -113,4 +113,4 @@ def _finite(value) -> bool:
 
 
 def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4f}"
+    return "-" if value is None else f"{value:.4g}"  # a stand-in's loss may move in the 5th decimal
