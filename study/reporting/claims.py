@@ -9,7 +9,7 @@ Every verdict is computed from the study's results, never written in:
 Optimizer claims per model use the significance section's comparisons at the last trained epoch
 (query means over seeds where there are several); the ranking and training-dynamics claims get their
 own paired tests here, Holm-corrected together. The 95% interval is over seeds (per-seed
-differences), so it needs two seeds or more.
+differences; for the dynamics claims over model x seed pairs), so it needs two or more.
 """
 
 from __future__ import annotations
