@@ -35,7 +35,9 @@ def evaluate_reranker(
     device: torch.device,
     autocast_dtype: torch.dtype | None = None,
 ) -> dict[str, float]:
-    """Metrics of this set, keyed `<set>/<metric>`, plus `<set>/eval_loss` and `<set>/eval_pairs_per_s`."""
+    """Metrics of this set, keyed `<set>/<metric>`, plus `<set>/candidate_loss` (BCE over
+    the reranking candidates against binary judgments: not the thesis's evaluation loss, which is over
+    held-out training pairs, trainables/heldout.py) and `<set>/eval_pairs_per_s`."""
     name = pairs.eval_set.name
     start = time.perf_counter()
     scores = score_pairs(model, pairs.tokens, batch_size=batch_size, device=device, autocast_dtype=autocast_dtype)
@@ -47,13 +49,13 @@ def evaluate_reranker(
     )
     _write_json_atomically(out_dir / "per_query" / f"{name}.epoch{epoch}.json", per_query)
     result = {f"{name}/{metric}": value for metric, value in means.items()}
-    result[f"{name}/eval_loss"] = binary_cross_entropy(scores, pairs.labels)
+    result[f"{name}/candidate_loss"] = binary_cross_entropy(scores, pairs.labels)
     result[f"{name}/eval_pairs_per_s"] = len(pairs) / seconds if seconds > 0 else math.nan
     return result
 
 
 def binary_cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
-    """Mean BCE-with-logits of the scores against binary judgments (the thesis's evaluation loss)."""
+    """Mean BCE-with-logits of the scores against binary labels."""
     logits = logits.astype(np.float64)
     # log(1 + e^x) - y*x, computed stably
     return float(np.mean(np.logaddexp(0.0, logits) - labels * logits))

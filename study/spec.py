@@ -188,7 +188,19 @@ class TrainingSpec(_Spec):
         description="compute only on each batch's real tokens (trainables/packed.py: BERT/MiniLM and ModernBERT; "
         "equal outputs to float rounding); false: the padded computation, as the thesis's library ran it",
     )
+    deterministic: bool = Field(
+        True,
+        description="deterministic torch/cuBLAS/cuDNN operations where torch has them (the thesis's §4.4.2; "
+        "trainables/determinism.py); false may be faster on a GPU",
+    )
     data: TrainDataSpec = TrainDataSpec()
+    heldout_pairs: int = Field(
+        1000,
+        ge=0,
+        description="training pairs held out (whole queries, disjoint from training) whose BCE is the thesis's "
+        "evaluation loss (Figs 5.1, 5.5, 5.8; trainables/heldout.py); 0: none",
+    )
+    heldout_every: int = Field(1000, ge=1, description="steps between held-out loss evaluations (and each epoch's end)")
     # Mid-epoch checkpoints: a preempted trial loses at most this much work (one full-scale epoch
     # is 125k steps). A checkpoint is taken when either is due; None = only at epoch ends.
     checkpoint_every_steps: int | None = Field(None, ge=1, description="steps between mid-epoch checkpoints")

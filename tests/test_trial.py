@@ -17,7 +17,8 @@ from trainables.training import NonFiniteLossError
 
 def _trial(smoke_study, *, model="minilm", optimizer="lion", **training) -> TrialSpec:
     spec = restrict(smoke_study, models=[model], optimizers=[optimizer]).trials[0].model_dump()
-    spec["training"]["data"]["max_pairs"] = 96
+    # 128 pairs: the smoke scale holds out 32 or more (whole queries, 33 here), 95 train: 6 steps an epoch
+    spec["training"]["data"]["max_pairs"] = 128
     spec["training"]["log_every"] = 2
     spec["training"].update(training)
     return TrialSpec.model_validate(spec)
@@ -51,17 +52,23 @@ def test_trial_reports_every_epoch_with_every_metric(smoke_study, tmp_path):
     assert [m["epoch"] for m in recorder.metrics] == [0, 1, 2, 3]
     for metrics in recorder.metrics:
         for eval_set in spec.evaluation:
-            for metric in (*METRICS, "eval_loss"):
+            for metric in (*METRICS, "candidate_loss"):
                 assert 0.0 <= metrics[f"{eval_set.name}/{metric}"] < 10.0
+        assert 0.0 < metrics["heldout_loss"] < 10.0  # the thesis's evaluation loss, at every epoch
         assert metrics["stand_in_for"] == "microsoft/MiniLM-L12-H384-uncased"
     assert "train_loss" not in recorder.metrics[0] and recorder.metrics[3]["global_step"] == 18
     runs = sorted(p.name for p in (tmp_path / "trial" / "runs").iterdir())
     assert runs == sorted(f"{e.name}.epoch{n}.trec" for e in spec.evaluation for n in range(4))
     per_query = json.loads((tmp_path / "trial" / "per_query" / f"{spec.evaluation[0].name}.epoch3.json").read_text())
     assert set(per_query) == set(METRICS) and len(per_query["nDCG@10"]) >= 10
-    steps = [json.loads(line) for line in (tmp_path / "trial" / STEP_LOG).read_text().splitlines()]
+    lines = [json.loads(line) for line in (tmp_path / "trial" / STEP_LOG).read_text().splitlines()]
+    steps = [s for s in lines if "loss" in s]
     assert [s["step"] for s in steps] == list(range(2, 19, 2))  # 6 steps an epoch, a line every 2
     assert set(steps[0]) == {"epoch", "step", "loss", "lr", "grad_norm", "pairs_per_s"}
+    # the held-out loss every 10 steps (smoke scale) inside epochs; epoch ends are in the result rows
+    heldout = [s for s in lines if "heldout_loss" in s]
+    assert [(s["epoch"], s["step"]) for s in heldout] == [(2, 10)]
+    assert set(heldout[0]) == {"epoch", "step", "heldout_loss"} and 0.0 < heldout[0]["heldout_loss"] < 10.0
 
 
 def test_checkpoint_is_a_loadable_reranker(smoke_study, tmp_path):
@@ -115,7 +122,9 @@ def test_a_trial_killed_mid_epoch_resumes_from_its_last_checkpoint_exactly(smoke
     # 6 steps an epoch; a checkpoint every 4 steps (4, 8, 16: 12 and 18 are epoch ends), a
     # validation every 5 (a report without a checkpoint), a step-log line every 3, so the log
     # window and the epoch's loss sum are both cut by the checkpoint at step 4.
-    spec = _trial(smoke_study, optimizer="adamw", log_every=3, checkpoint_every_steps=4, validate_every_steps=5)
+    spec = _trial(
+        smoke_study, optimizer="adamw", log_every=3, checkpoint_every_steps=4, validate_every_steps=5, heldout_every=5
+    )
     full = Recorder(tmp_path / "full")
     run_trial(spec, trial_dir=tmp_path / "full-trial", report=full)
     mid = [(m["global_step"], m["epoch"], c is not None) for m, c in zip(full.metrics, full.checkpoints) if m.get("mid_epoch")]

@@ -30,6 +30,8 @@ from study.data.tokenized import tokenize_pairs
 from study.spec import TrialSpec
 from trainables.checkpointing import TrainingProgress, load_checkpoint, save_checkpoint, seed_everything
 from trainables.cuda_check import require_cuda
+from trainables.determinism import set_deterministic
+from trainables.heldout import HELDOUT_LOSS, split_heldout, tokenize_heldout
 from trainables.models import attention_preference, load_cross_encoder, model_input_names
 from trainables.optimizers import build_optimizer, optimizer_state_bytes
 from trainables.schedules import build_scheduler
@@ -59,6 +61,7 @@ def run_trial(
     score_metric = score_metric or f"{spec.evaluation[0].name}/{PRIMARY_METRIC}"
     trial_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(spec.training.seed)
+    set_deterministic(spec.training.deterministic)  # before the trial's first CUDA call
     device, autocast_dtype = device_and_autocast(spec)
 
     tokenizer, model = load_cross_encoder(
@@ -73,6 +76,7 @@ def run_trial(
 
     with data_guard(spec):  # prepared data is read as is; else one process per machine builds it
         train = registry.load_training_pairs(spec.training.data, seed=spec.training.seed)
+        train, heldout_pairs = split_heldout(train, spec.training.heldout_pairs)
         eval_pairs = evaluation_candidates(spec, tokenizer, with_types=with_types)
     train_tokens = tokenize_pairs(
         tokenizer,
@@ -82,6 +86,14 @@ def run_trial(
         with_token_type_ids=with_types,
     )
     train_labels = np.array([p.label for p in train], dtype=np.float32)
+    heldout = tokenize_heldout(tokenizer, heldout_pairs, max_length=spec.model.max_length, with_types=with_types)
+
+    def heldout_loss() -> dict:
+        """The thesis's evaluation loss (trainables/heldout.py), keyed for a result row or step-log line."""
+        if heldout is None:
+            return {}
+        kwargs = {"batch_size": spec.evaluation[0].batch_size, "device": device, "autocast_dtype": autocast_dtype}
+        return {HELDOUT_LOSS: heldout.loss(model, **kwargs)}
 
     batches_per_epoch = -(-len(train) // spec.training.batch_size)
     optimizer = build_optimizer(model, spec.optimizer)
@@ -102,11 +114,12 @@ def run_trial(
                 device=device,
                 autocast_dtype=autocast_dtype,
             )
-        return metrics
+        return metrics | (heldout_loss() if step is None else {})
 
     def checkpoint_and_report(metrics: dict, progress: TrainingProgress, *, save: bool = True) -> None:
         metrics |= _identity(spec) | {"epoch": progress.epoch, "global_step": progress.global_step}
         metrics["optimizer_state_bytes"] = optimizer_state_bytes(optimizer)
+        metrics["model_parameters"] = sum(p.numel() for p in model.parameters())  # beside the thesis's §4.1.2
         metrics["peak_memory_bytes"], metrics["peak_memory_source"] = peak_memory(device)
         if progress.partial_epoch is None:
             metrics[CHECKPOINT_SCORE] = metrics.get(score_metric, math.nan)
@@ -146,6 +159,8 @@ def run_trial(
             nonlocal last_checkpoint
             if state.batches_done == n_batches:
                 return  # the epoch's end: evaluated and checkpointed below
+            if _due(step, spec.training.heldout_every) and heldout is not None:
+                log_step({"epoch": done_before + 1, "step": step} | heldout_loss())
             save = _due(step, spec.training.checkpoint_every_steps) or (
                 spec.training.checkpoint_every_minutes is not None
                 and time.monotonic() - last_checkpoint >= 60 * spec.training.checkpoint_every_minutes

@@ -5,6 +5,12 @@ of AdamW's; the thesis claims 50% less optimizer memory but never measured it. H
 (`optimizer_state_bytes`, the bytes of every state tensor after the last step), along with the
 peak memory of the whole trial process (CUDA-allocated on a GPU; RSS on a CPU, which also counts
 Python, libraries and data, so it says far less about the optimizer).
+
+Beside them, the thesis's own figures for its three models: the GPU memory §4.4.1 says training
+each needs (MiniLM 8 GB, GTE 16 GB, ModernBERT 24 GB) and the parameter counts of §4.1.2 (33M,
+305M, 149M), with the count of the model the trial loaded (`model_parameters`). Measured peak /
+§4.4.1 is shown only where both are about the same thing: a trial of the thesis's own model
+(not a stand-in) whose peak was measured on a GPU.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from study.reporting.tables import Grid
 from study.results import TrialResult
 
 MIB = 1024 * 1024
+GIB = 1024 * MIB
 
 
 @dataclass(frozen=True)
@@ -32,6 +39,10 @@ class Efficiency:
     peak_memory_bytes: int | None
     peak_memory_source: str
     optimizer_state_bytes: int | None
+    parameters: int | None  # of the model the trial loaded
+    thesis_parameters: int | None  # §4.1.2, for the thesis model the trial is (or stands in for)
+    thesis_memory_gb: int | None  # §4.4.1
+    peak_vs_thesis: float | None  # peak / §4.4.1 (GB read as GiB): the thesis's own model on a GPU only
 
 
 def trial_efficiency(trial: TrialResult) -> Efficiency:
@@ -43,6 +54,11 @@ def trial_efficiency(trial: TrialResult) -> Efficiency:
     peaks = [v for r in trial.rows if (v := metric_value(r, "peak_memory_bytes")) is not None]
     last = trial.rows[-1] if trial.rows else {}
     state = metric_value(last, "optimizer_state_bytes") if trained else None
+    thesis_model = _thesis_model(trial.model)
+    parameters = metric_value(last, "model_parameters")
+    peak = int(max(peaks)) if peaks else None
+    source = str(last.get("peak_memory_source", ""))
+    comparable = thesis_model is not None and not trial.stand_in_for and source == "cuda" and peak is not None
     return Efficiency(
         trial=trial.name,
         model=trial.model,
@@ -53,10 +69,20 @@ def trial_efficiency(trial: TrialResult) -> Efficiency:
         pairs_per_s=sum(pairs) / total_seconds if pairs and total_seconds else None,
         train_seconds=total_seconds,
         wall_seconds=metric_value(last, "time_total_s"),
-        peak_memory_bytes=int(max(peaks)) if peaks else None,
-        peak_memory_source=str(last.get("peak_memory_source", "")),
+        peak_memory_bytes=peak,
+        peak_memory_source=source,
         optimizer_state_bytes=int(state) if state is not None else None,
+        parameters=int(parameters) if parameters is not None else None,
+        thesis_parameters=thesis_model.parameters if thesis_model else None,
+        thesis_memory_gb=thesis_model.memory_gb if thesis_model else None,
+        peak_vs_thesis=peak / (thesis_model.memory_gb * GIB) if comparable else None,
     )
+
+
+def _thesis_model(key: str):
+    from search_spaces.thesis import MODELS
+
+    return MODELS.get(key)
 
 
 def efficiency_grid(study: StudyData) -> Grid:
@@ -72,9 +98,20 @@ def efficiency_grid(study: StudyData) -> Grid:
             "Train time (s)",
             "Wall time (s)",
             "Peak memory (MiB)",
+            "Thesis GPU memory (§4.4.1)",
+            "Peak / thesis",
             "Optimizer state (MiB)",
+            "Parameters (M)",
+            "Thesis parameters (§4.1.2, M)",
         ],
-        notes=["Peak memory: CUDA-allocated on a GPU, process RSS on a CPU (source in the CSV)."],
+        notes=[
+            "Peak memory: CUDA-allocated on a GPU, process RSS on a CPU (source in the CSV).",
+            (
+                "Thesis GPU memory and parameters: the figures the thesis gives for the model a trial is or stands "
+                "in for (MiniLM 8 GB / 33M, GTE 16 GB / 305M, ModernBERT 24 GB / 149M). Peak / thesis (GB read as "
+                "GiB) only for the thesis's own model measured on a GPU; a stand-in or a CPU run is not comparable."
+            ),
+        ],
     )
     for e in (trial_efficiency(t) for t in study.trials):
         grid.rows.append(
@@ -87,7 +124,11 @@ def efficiency_grid(study: StudyData) -> Grid:
                 _fmt(e.train_seconds, 1),
                 _fmt(e.wall_seconds, 1),
                 _mib(e.peak_memory_bytes),
+                "-" if e.thesis_memory_gb is None else f"{e.thesis_memory_gb} GB",
+                _fmt(e.peak_vs_thesis, 2),
                 _mib(e.optimizer_state_bytes),
+                _fmt(None if e.parameters is None else e.parameters / 1e6, 1),
+                _fmt(None if e.thesis_parameters is None else e.thesis_parameters / 1e6, 0),
             ]
         )
         grid.csv_rows.append(vars(e).copy())
@@ -109,6 +150,29 @@ def optimizer_memory_lines(study: StudyData) -> list[str]:
                 ratios.append(f"{label} {lion / MIB:.1f} / {adamw / MIB:.1f} MiB = {lion / adamw:.2f}")
         if ratios:
             lines.append(f"{model}: Lion / AdamW {'; '.join(ratios)}")
+    return lines
+
+
+def thesis_memory_lines(study: StudyData) -> list[str]:
+    """Per thesis model, the largest peak measured on a GPU beside §4.4.1's figure, or why there is none."""
+    lines = []
+    for model in study.models:
+        rows = [trial_efficiency(t) for t in study.trials if t.model == model]
+        measured = [e for e in rows if e.peak_vs_thesis is not None]
+        thesis = next((e.thesis_memory_gb for e in rows if e.thesis_memory_gb is not None), None)
+        if thesis is None:
+            continue
+        if measured:
+            top = max(measured, key=lambda e: e.peak_memory_bytes)
+            lines.append(
+                f"{model}: peak {top.peak_memory_bytes / GIB:.1f} GiB measured ({top.trial}) vs {thesis} GB in "
+                f"§4.4.1 = {top.peak_vs_thesis:.2f}"
+            )
+        else:
+            lines.append(
+                f"{model}: §4.4.1 gives {thesis} GB; not compared here (a stand-in model or a CPU run: "
+                "the thesis's model on a GPU gives the number)"
+            )
     return lines
 
 

@@ -1,8 +1,9 @@
 """Training-dynamics plots (PNG): the thesis's Figures 5.1-5.10 and every metric per epoch.
 
 Per model, Lion vs AdamW:
-- `<model>-training.png`: training loss, evaluation loss, learning rate and gradient norm over
-  training steps (from each trial's steps.jsonl and the per-epoch result rows), one line per seed;
+- `<model>-training.png`: training loss, evaluation loss (the BCE of the held-out training pairs,
+  trainables/heldout.py), learning rate and gradient norm over training steps (from each trial's
+  steps.jsonl and the per-epoch result rows), one line per seed;
 - `<model>-metrics-<set>.png`: every metric of one evaluation set per epoch (mean over seeds,
   with the 95% interval as error bars when there are several).
 matplotlib's object API with the Agg canvas: no pyplot, no display, no global backend switch.
@@ -10,18 +11,17 @@ matplotlib's object API with the Agg canvas: no pyplot, no display, no global ba
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 from eval.measures import DISPLAY_NAMES, METRICS
+from study.reporting.dynamics import heldout_curve, read_steps
+from study.reporting.stats import mean_ci
 from study.reporting.study_data import StudyData, metric_value
 from study.results import TrialResult
-from study.reporting.stats import mean_ci
 
 COLORS = {"adamw": "tab:blue", "lion": "tab:orange"}  # colour = optimizer, marker = seed
 SEED_MARKERS = ("o", "s", "^", "D", "v", "P")
-STEP_LOG = "steps.jsonl"
 
 
 def write_plots(study: StudyData, out_dir: Path) -> list[Path]:
@@ -29,21 +29,14 @@ def write_plots(study: StudyData, out_dir: Path) -> list[Path]:
     written = []
     for model in study.models:
         trials = [t for t in study.trials if t.model == model]
-        written.append(_save(_training_figure(model, trials, study.eval_sets), out_dir / f"{model}-training.png"))
+        written.append(_save(_training_figure(model, trials), out_dir / f"{model}-training.png"))
         for eval_set in study.eval_sets:
             figure = _metrics_figure(model, trials, eval_set)
             written.append(_save(figure, out_dir / f"{model}-metrics-{eval_set}.png"))
     return written
 
 
-def read_steps(trial: TrialResult) -> list[dict]:
-    path = Path(trial.trial_dir) / STEP_LOG
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip().endswith("}")]
-
-
-def _training_figure(model: str, trials: list[TrialResult], eval_sets: tuple[str, ...]):
+def _training_figure(model: str, trials: list[TrialResult]):
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(12, 8))
@@ -52,7 +45,7 @@ def _training_figure(model: str, trials: list[TrialResult], eval_sets: tuple[str
     axes = figure.subplots(2, 2)
     panels = {
         "loss": (axes[0][0], "Training loss (cf. Figs 5.2, 5.6, 5.9)", "BCE loss"),
-        "eval_loss": (axes[0][1], "Evaluation loss (cf. Figs 5.1, 5.5, 5.8)", "BCE loss"),
+        "eval_loss": (axes[0][1], "Evaluation loss, held-out pairs (cf. Figs 5.1, 5.5, 5.8)", "BCE loss"),
         "lr": (axes[1][0], "Learning rate (cf. Fig 5.3)", "learning rate"),
         "grad_norm": (axes[1][1], "Gradient norm (cf. Figs 5.4, 5.7, 5.10)", "L2 norm before clipping"),
     }
@@ -68,14 +61,9 @@ def _training_figure(model: str, trials: list[TrialResult], eval_sets: tuple[str
             points = [(s["step"], s[key]) for s in steps if _finite(s.get(key))]
             if points:
                 panels[key][0].plot(*zip(*points), label=label, markersize=4, **style)
-        for eval_set, linestyle in zip(eval_sets, ("-", "--", ":", "-.")):
-            points = [
-                (row.get("global_step", 0), v)
-                for row in trial.rows
-                if (v := metric_value(row, f"{eval_set}/eval_loss")) is not None
-            ]
-            if points:
-                panels["eval_loss"][0].plot(*zip(*points), linestyle=linestyle, label=f"{label} ({eval_set})", **style)
+        points = heldout_curve(trial, steps)
+        if points:
+            panels["eval_loss"][0].plot(*zip(*points), label=label, markersize=4, **style)
     for ax, title, ylabel in panels.values():
         ax.set_title(title)
         ax.set_xlabel("training step")

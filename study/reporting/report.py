@@ -6,7 +6,9 @@ Writes:
   (best per metric marked; mean +- 95% CI over seeds), and on the full scale `<table>_vs_thesis.*`
   beside the thesis's numbers with a difference column;
 - tables/significance.{md,csv}: Lion vs AdamW paired tests per model and epoch (reporting/stats.py);
+- tables/thesis_claims.{md,csv}: each finding of §5.2 and §6.1 with this study's evidence and verdict;
 - tables/efficiency.{md,csv}: pairs/s, time, peak memory, optimizer-state memory per trial;
+- tables/dynamics.{md,csv}: the held-out (evaluation) loss per epoch, its roughness, gradient-norm CV;
 - tables/thesis_disagreements.{md,csv}: cells the thesis's own tables report differently;
 - plots/*.png: training dynamics and every metric per epoch, per model.
 """
@@ -32,7 +34,7 @@ def write_report(
     study_dir: str | Path, *, out_dir: str | Path | None = None, n_resamples: int = 10_000, plots: bool = True
 ) -> ReportPaths:
     """Write the report of the study in `study_dir` (into STUDY_DIR/report unless `out_dir`)."""
-    from study.reporting import efficiency, significance, tables
+    from study.reporting import claims, dynamics, efficiency, significance, tables
     from study.reporting.plots import write_plots
     from study.reporting.study_data import load_study
     from study.reporting.thesis_numbers import THESIS_TABLES
@@ -81,6 +83,10 @@ def write_report(
             "[tables/significance.md](tables/significance.md) (and .csv).\n"
         )
 
+    sections.append("## The thesis's claims, checked\n")
+    findings = claims.check_claims(study, comparisons, n_resamples=n_resamples)
+    sections.append(save(claims.claims_grid(findings, study), "thesis_claims", latex=False))
+
     sections.append("## Efficiency\n")
     memory = efficiency.optimizer_memory_lines(study)
     sections.append(save(efficiency.efficiency_grid(study), "efficiency", latex=False))
@@ -88,8 +94,11 @@ def write_report(
         "Lion keeps one moment buffer per parameter, AdamW two: the thesis's claim of 50% less optimizer "
         "memory, measured:\n\n" + ("\n".join(f"- {m}" for m in memory) or "- (no trial has trained yet)") + "\n"
     )
+    if beside := efficiency.thesis_memory_lines(study):
+        sections.append("Peak GPU memory beside §4.4.1's figures:\n\n" + "\n".join(f"- {m}" for m in beside) + "\n")
 
     sections.append("## Training dynamics\n")
+    sections.append(save(dynamics.dynamics_grid(study), "dynamics", latex=False))
     pngs = write_plots(study, out / "plots") if plots else []
     sections.append("\n".join(f"![{p.stem}](plots/{p.name})" for p in pngs) + "\n" if plots else "(plots skipped)\n")
 

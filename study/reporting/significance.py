@@ -14,9 +14,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from eval.measures import DISPLAY_NAMES
+from study.reporting.stats import holm, paired_t_test, randomization_test
 from study.reporting.study_data import StudyData
 from study.reporting.tables import Grid
-from study.reporting.stats import holm, paired_t_test, randomization_test
 
 ALPHA = 0.05
 BASELINE, CHALLENGER = "adamw", "lion"
@@ -71,14 +71,14 @@ def compare_optimizers(
                 per_seed = {}
                 for seed in seeds:
                     pair = [
-                        _per_query(trials[(o, seed)].trial_dir, eval_set, epoch, metric) for o in (BASELINE, CHALLENGER)
+                        per_query_values(trials[(o, seed)].trial_dir, eval_set, epoch, metric) for o in (BASELINE, CHALLENGER)
                     ]
                     if all(pair) and set(pair[0]) & set(pair[1]):
                         per_seed[seed] = pair
                         family.append(_compare(label, epoch, str(seed), eval_set, metric, *pair, n_resamples))
                 if len(per_seed) > 1:
                     seeds_label = ",".join(map(str, per_seed)) + " (query means)"
-                    means = [_query_means([p[i] for p in per_seed.values()]) for i in (0, 1)]
+                    means = [query_means([p[i] for p in per_seed.values()]) for i in (0, 1)]
                     family.append(_compare(label, epoch, seeds_label, eval_set, metric, *means, n_resamples))
             comparisons += _holm_adjusted(family)
     return comparisons
@@ -155,7 +155,7 @@ def _holm_adjusted(family: list[Comparison]) -> list[Comparison]:
     return out
 
 
-def _per_query(trial_dir: str, eval_set: str, epoch: int, metric: str) -> dict[str, float] | None:
+def per_query_values(trial_dir: str, eval_set: str, epoch: int, metric: str) -> dict[str, float] | None:
     path = Path(trial_dir) / "per_query" / f"{eval_set}.epoch{epoch}.json"
     if not path.exists():
         return None
@@ -163,7 +163,7 @@ def _per_query(trial_dir: str, eval_set: str, epoch: int, metric: str) -> dict[s
     return values or None
 
 
-def _query_means(runs: list[dict[str, float]]) -> dict[str, float]:
+def query_means(runs: list[dict[str, float]]) -> dict[str, float]:
     queries = set.intersection(*(set(r) for r in runs))
     return {q: sum(r[q] for r in runs) / len(runs) for q in queries}
 
@@ -199,10 +199,10 @@ def significance_grid(comparisons: list[Comparison]) -> Grid:
                 f"{c.adamw:.4f}",
                 f"{c.lion:.4f}",
                 f"{c.difference:+.4f}",
-                _p(c.t_p),
-                _p(c.randomization_p),
-                _p(c.t_p_holm),
-                _p(c.randomization_p_holm),
+                format_p(c.t_p),
+                format_p(c.randomization_p),
+                format_p(c.t_p_holm),
+                format_p(c.randomization_p_holm),
                 c.verdict,
             ]
         )
@@ -229,7 +229,7 @@ def significance_grid(comparisons: list[Comparison]) -> Grid:
     return grid
 
 
-def _p(p: float) -> str:
+def format_p(p: float) -> str:
     if math.isnan(p):
         return "-"
     return f"{p:.2e}" if p < 0.001 else f"{p:.3f}"
