@@ -35,6 +35,9 @@ _AT_THRESHOLD = re.compile(r"(?P<base>[A-Za-z-]+)\(rel=(?P<rel>[1-9][0-9]*)\)(?P
 PRIMARY_METRIC = "nDCG@10"
 PRIMARY_MODE = "max"
 
+# Result-key prefix and file tag of the first stage's scores (the candidates in their own order).
+FIRST_STAGE = "first_stage"
+
 # How the thesis's tables name some metrics (MAP is the mean of AP, MRR@10 the mean of RR@10).
 DISPLAY_NAMES: dict[str, str] = {"AP": "MAP", "RR@10": "MRR@10"}
 
