@@ -88,3 +88,27 @@ def test_every_table_and_the_progress_line_show_the_first_stage(smoke_trial):
 
     line = progress_line(total=1, done=1, failed=0, running=0, metric=f"{dl}/nDCG@10", best=None, first_stage=baseline)
     assert line.endswith(f"first stage {baseline:.4f}")
+
+
+def test_the_report_tests_each_trained_model_against_the_first_stage(smoke_trial):
+    from study.reporting.first_stage import compare_with_first_stage
+    from study.reporting.report import write_report
+
+    spec, study_dir, _, reported = smoke_trial
+    study = load_study(study_dir)
+    metrics = list(THESIS_TABLES["Table 5.1"].metrics)
+    comparisons = compare_with_first_stage(study, metrics, n_resamples=200)
+    assert len(comparisons) == len(metrics)  # one trial, trained one epoch, every metric of Table 5.1
+    for c in comparisons:
+        assert c.epoch == 1
+        assert c.first_stage == pytest.approx(reported[0][f"first_stage/{c.eval_set}/{c.metric}"])
+        assert c.reranker == pytest.approx(reported[1][f"{c.eval_set}/{c.metric}"])
+        assert 0 <= c.t_p_holm <= 1 or math.isnan(c.t_p_holm)
+        assert c.randomization_p <= c.randomization_p_holm <= 1
+
+    paths = write_report(study_dir, plots=False, n_resamples=200)
+    text = paths.markdown.read_text()
+    assert "## Significance: each trained model vs the first stage" in text
+    assert f"{spec.name} (epoch 1): " in text
+    assert (paths.directory / "tables" / "vs_first_stage.csv").read_text().count("\n") == 1 + len(metrics)
+    assert f"| {results.FIRST_STAGE_LABEL} |" in text  # the baseline row of the report's tables

@@ -43,12 +43,17 @@ class Comparison:
 
     @property
     def verdict(self) -> str:
-        t, r = self.t_p_holm < ALPHA, self.randomization_p_holm < ALPHA
-        if t and r:
-            return "significant"
-        if t or r:
-            return "t-test only" if t else "randomization only"
-        return "not significant"
+        return verdict(self.t_p_holm, self.randomization_p_holm)
+
+
+def verdict(t_p_holm: float, randomization_p_holm: float) -> str:
+    """Significant when both Holm-adjusted p-values are below ALPHA; one alone is weak evidence."""
+    t, r = t_p_holm < ALPHA, randomization_p_holm < ALPHA
+    if t and r:
+        return "significant"
+    if t or r:
+        return "t-test only" if t else "randomization only"
+    return "not significant"
 
 
 def compare_optimizers(
@@ -80,7 +85,7 @@ def compare_optimizers(
                     seeds_label = ",".join(map(str, per_seed)) + " (query means)"
                     means = [_query_means([p[i] for p in per_seed.values()]) for i in (0, 1)]
                     family.append(_compare(label, epoch, seeds_label, eval_set, metric, *means, n_resamples))
-            comparisons += _holm_adjusted(family)
+            comparisons += holm_adjusted(family)
     return comparisons
 
 
@@ -145,7 +150,8 @@ def _compare(model, epoch, seeds, eval_set, metric, adamw: dict, lion: dict, n_r
     )
 
 
-def _holm_adjusted(family: list[Comparison]) -> list[Comparison]:
+def holm_adjusted(family: list) -> list:
+    """The family's comparisons (dataclasses with t_p and randomization_p) with their Holm-adjusted p-values."""
     out = list(family)
     for field in ("t_p", "randomization_p"):
         index = [i for i, c in enumerate(out) if not math.isnan(getattr(c, field))]
@@ -199,10 +205,10 @@ def significance_grid(comparisons: list[Comparison]) -> Grid:
                 f"{c.adamw:.4f}",
                 f"{c.lion:.4f}",
                 f"{c.difference:+.4f}",
-                _p(c.t_p),
-                _p(c.randomization_p),
-                _p(c.t_p_holm),
-                _p(c.randomization_p_holm),
+                p_text(c.t_p),
+                p_text(c.randomization_p),
+                p_text(c.t_p_holm),
+                p_text(c.randomization_p_holm),
                 c.verdict,
             ]
         )
@@ -229,7 +235,7 @@ def significance_grid(comparisons: list[Comparison]) -> Grid:
     return grid
 
 
-def _p(p: float) -> str:
+def p_text(p: float) -> str:
     if math.isnan(p):
         return "-"
     return f"{p:.2e}" if p < 0.001 else f"{p:.3f}"
