@@ -9,19 +9,23 @@ reported on every set.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
 from eval.measures import DISPLAY_NAMES, FIRST_STAGE
-from study.reporting.significance import ALPHA, holm_adjusted, p_text, verdict
-from study.reporting.stats import paired_t_test, randomization_test
+from study.reporting.significance import (
+    ALPHA,
+    P_HEADERS,
+    PairedTest,
+    holm_adjusted,
+    paired_tests,
+)
 from study.reporting.study_data import StudyData
 from study.reporting.tables import Grid
 
 
 @dataclass(frozen=True)
-class VsFirstStage:
+class VsFirstStage(PairedTest):
     trial: str
     epoch: int  # the trial's last evaluated epoch
     eval_set: str
@@ -29,18 +33,10 @@ class VsFirstStage:
     n_queries: int
     first_stage: float  # mean over queries
     reranker: float
-    t_p: float
-    randomization_p: float
-    t_p_holm: float = math.nan
-    randomization_p_holm: float = math.nan
 
     @property
     def difference(self) -> float:
         return self.reranker - self.first_stage
-
-    @property
-    def verdict(self) -> str:
-        return verdict(self.t_p_holm, self.randomization_p_holm)
 
 
 def compare_with_first_stage(
@@ -70,8 +66,7 @@ def compare_with_first_stage(
                     len(queries),
                     first_stage=sum(b) / len(b),
                     reranker=sum(a) / len(a),
-                    t_p=paired_t_test(a, b) if len(queries) > 1 else math.nan,
-                    randomization_p=randomization_test(a, b, n_resamples=n_resamples),
+                    **paired_tests(a, b, n_resamples=n_resamples),
                 )
             )
         comparisons += holm_adjusted(family)
@@ -98,7 +93,7 @@ def summary_lines(comparisons: list[VsFirstStage]) -> list[str]:
 
 def first_stage_grid(comparisons: list[VsFirstStage]) -> Grid:
     headers = ["Trial", "Epoch", "Set", "Metric", "Queries", "First stage", "Reranker", "Δ (reranker-first stage)"]
-    headers += ["p t-test", "p rand.", "p t-test (Holm)", "p rand. (Holm)", "Verdict"]
+    headers += P_HEADERS
     grid = Grid(
         "Each trained model vs the first stage",
         f"paired over queries on the same candidates; p-values two-sided, Holm-corrected per trial (alpha {ALPHA})",
@@ -115,8 +110,7 @@ def first_stage_grid(comparisons: list[VsFirstStage]) -> Grid:
                 f"{c.first_stage:.4f}",
                 f"{c.reranker:.4f}",
                 f"{c.difference:+.4f}",
-                *(p_text(p) for p in (c.t_p, c.randomization_p, c.t_p_holm, c.randomization_p_holm)),
-                c.verdict,
+                *c.p_texts(),
             ]
         )
         if c.verdict == "significant":
@@ -131,11 +125,7 @@ def first_stage_grid(comparisons: list[VsFirstStage]) -> Grid:
                 "first_stage": c.first_stage,
                 "reranker": c.reranker,
                 "difference": c.difference,
-                "t_p": c.t_p,
-                "randomization_p": c.randomization_p,
-                "t_p_holm": c.t_p_holm,
-                "randomization_p_holm": c.randomization_p_holm,
-                "verdict": c.verdict,
+                **c.p_fields(),
             }
         )
     return grid

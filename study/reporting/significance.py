@@ -22,8 +22,46 @@ ALPHA = 0.05
 BASELINE, CHALLENGER = "adamw", "lion"
 
 
+@dataclass(frozen=True, kw_only=True)
+class PairedTest:
+    """Two paired tests over queries: p-values before and after Holm's correction, and what they say."""
+
+    t_p: float
+    randomization_p: float
+    t_p_holm: float = math.nan
+    randomization_p_holm: float = math.nan
+
+    @property
+    def verdict(self) -> str:
+        """Significant when both Holm-adjusted p-values are below ALPHA; one alone is weak evidence."""
+        t, r = self.t_p_holm < ALPHA, self.randomization_p_holm < ALPHA
+        if t and r:
+            return "significant"
+        if t or r:
+            return "t-test only" if t else "randomization only"
+        return "not significant"
+
+    def p_texts(self) -> list[str]:
+        return [p_text(p) for p in (self.t_p, self.randomization_p, self.t_p_holm, self.randomization_p_holm)]
+
+    def p_fields(self) -> dict:
+        names = ("t_p", "randomization_p", "t_p_holm", "randomization_p_holm")
+        return {name: getattr(self, name) for name in names} | {"verdict": self.verdict}
+
+
+P_HEADERS = ["p t-test", "p rand.", "p t-test (Holm)", "p rand. (Holm)", "Verdict"]
+
+
+def paired_tests(a: list[float], b: list[float], *, n_resamples: int) -> dict[str, float]:
+    """The p-values of mean(a - b) = 0 by both tests (a t-test needs two queries)."""
+    return {
+        "t_p": paired_t_test(a, b) if len(a) > 1 else math.nan,
+        "randomization_p": randomization_test(a, b, n_resamples=n_resamples),
+    }
+
+
 @dataclass(frozen=True)
-class Comparison:
+class Comparison(PairedTest):
     model: str  # with a YAML study's variant tag in brackets, if any
     epoch: int
     seeds: str  # "12", or "12,13 (query means)"
@@ -32,28 +70,10 @@ class Comparison:
     n_queries: int
     adamw: float  # mean over queries
     lion: float
-    t_p: float
-    randomization_p: float
-    t_p_holm: float = math.nan
-    randomization_p_holm: float = math.nan
 
     @property
     def difference(self) -> float:
         return self.lion - self.adamw
-
-    @property
-    def verdict(self) -> str:
-        return verdict(self.t_p_holm, self.randomization_p_holm)
-
-
-def verdict(t_p_holm: float, randomization_p_holm: float) -> str:
-    """Significant when both Holm-adjusted p-values are below ALPHA; one alone is weak evidence."""
-    t, r = t_p_holm < ALPHA, randomization_p_holm < ALPHA
-    if t and r:
-        return "significant"
-    if t or r:
-        return "t-test only" if t else "randomization only"
-    return "not significant"
 
 
 def compare_optimizers(
@@ -145,8 +165,7 @@ def _compare(model, epoch, seeds, eval_set, metric, adamw: dict, lion: dict, n_r
         len(queries),
         adamw=sum(a) / len(a),
         lion=sum(b) / len(b),
-        t_p=paired_t_test(b, a) if len(queries) > 1 else math.nan,
-        randomization_p=randomization_test(b, a, n_resamples=n_resamples),
+        **paired_tests(b, a, n_resamples=n_resamples),
     )
 
 
@@ -187,11 +206,7 @@ def significance_grid(comparisons: list[Comparison]) -> Grid:
             "AdamW",
             "Lion",
             "Δ (Lion-AdamW)",
-            "p t-test",
-            "p rand.",
-            "p t-test (Holm)",
-            "p rand. (Holm)",
-            "Verdict",
+            *P_HEADERS,
         ],
     )
     for i, c in enumerate(comparisons):
@@ -205,11 +220,7 @@ def significance_grid(comparisons: list[Comparison]) -> Grid:
                 f"{c.adamw:.4f}",
                 f"{c.lion:.4f}",
                 f"{c.difference:+.4f}",
-                p_text(c.t_p),
-                p_text(c.randomization_p),
-                p_text(c.t_p_holm),
-                p_text(c.randomization_p_holm),
-                c.verdict,
+                *c.p_texts(),
             ]
         )
         if c.verdict == "significant":
@@ -225,11 +236,7 @@ def significance_grid(comparisons: list[Comparison]) -> Grid:
                 "adamw": c.adamw,
                 "lion": c.lion,
                 "difference": c.difference,
-                "t_p": c.t_p,
-                "randomization_p": c.randomization_p,
-                "t_p_holm": c.t_p_holm,
-                "randomization_p_holm": c.randomization_p_holm,
-                "verdict": c.verdict,
+                **c.p_fields(),
             }
         )
     return grid
