@@ -1,7 +1,9 @@
 """Evaluate a reranker on one candidate set: scores -> TREC run file -> ir_measures metrics.
 
 Writes, per epoch, the run (`runs/<set>.epoch<N>.trec`) and every query's value of every metric
-(`per_query/<set>.epoch<N>.json`), which the significance tests read later.
+(`per_query/<set>.epoch<N>.json`), which the significance tests read later. The first stage (the
+candidates in their own order: BM25, or the official run) is scored the same way once, as the
+baseline every reranker must beat (`runs/<set>.first_stage.trec`, `per_query/<set>.first_stage.json`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from eval import measures
+from eval.measures import FIRST_STAGE
 from eval.rerank import CandidatePairs, score_pairs, to_run
 from eval.trec import write_run
 
@@ -52,6 +55,24 @@ def evaluate_reranker(
     result[f"{name}/candidate_loss"] = binary_cross_entropy(scores, pairs.labels)
     result[f"{name}/eval_pairs_per_s"] = len(pairs) / seconds if seconds > 0 else math.nan
     return result
+
+
+def evaluate_first_stage(pairs: CandidatePairs, *, out_dir: Path) -> dict[str, float]:
+    """The candidates' own order scored like a reranker's: the same pairs (depth included), the same
+    measures. Keys `first_stage/<set>/<metric>`."""
+    name = pairs.eval_set.name
+    rank_in_query: dict[str, int] = {}
+    scores = np.empty(len(pairs), dtype=np.float64)
+    for i, qid in enumerate(pairs.qids):  # pairs keep each query's candidates in first-stage order
+        rank_in_query[qid] = rank_in_query.get(qid, 0) + 1
+        scores[i] = -rank_in_query[qid]
+    run = to_run(pairs, scores)
+    write_run(run, out_dir / "runs" / f"{name}.{FIRST_STAGE}.trec", tag=FIRST_STAGE)
+    means, per_query = measures.evaluate(
+        run, pairs.eval_set.qrels, binary_rel_threshold=pairs.eval_set.binary_rel_threshold
+    )
+    _write_json_atomically(out_dir / "per_query" / f"{name}.{FIRST_STAGE}.json", per_query)
+    return {f"{FIRST_STAGE}/{name}/{metric}": value for metric, value in means.items()}
 
 
 def binary_cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:

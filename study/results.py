@@ -15,7 +15,11 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from eval.measures import DISPLAY_NAMES
+from eval.measures import DISPLAY_NAMES, FIRST_STAGE
+
+# How the first stage's row is labelled: the candidates in their own order (BM25, or the given run).
+FIRST_STAGE_LABEL = "first stage"
+_FIRST_STAGE_PREFIX = f"{FIRST_STAGE}/"
 
 # The thesis's Table 5.1 column order; other table metrics follow in declaration order.
 _THESIS_ORDER = ("nDCG@10", "AP", "RR@10", "R@10", "R-Prec", "P@10")
@@ -105,9 +109,34 @@ def table_columns(evaluation: list[dict]) -> list[Column]:
     ]
 
 
+def first_stage(trials: list[TrialResult]) -> dict[str, float]:
+    """The first stage's metrics, keyed `<set>/<metric>` like a trial's; {} before any trial reported.
+
+    Every trial scores the same candidates the same way beside its epoch 0; the first such row is taken.
+    """
+    for trial in trials:
+        for row in trial.rows:
+            found = {k.removeprefix(_FIRST_STAGE_PREFIX): v for k, v in row.items() if k.startswith(_FIRST_STAGE_PREFIX)}
+            if found:
+                return found
+    return {}
+
+
 def summary_rows(trials: list[TrialResult], columns: list[Column]) -> list[dict]:
     rows = []
     several_seeds = len({t.seed for t in trials}) > 1
+    baseline = first_stage(trials)
+    if baseline:
+        rows.append(
+            {
+                "Model": FIRST_STAGE_LABEL,
+                "Optimizer": "-",
+                **({"Seed": "-"} if several_seeds else {}),
+                "Epoch": "-",
+                **{c.header: baseline.get(c.key) for c in columns},
+                "Status": "baseline",
+            }
+        )
     for trial in trials:
         label = trial.model + ("*" if trial.stand_in_for else "")
         seed = {"Seed": trial.seed} if several_seeds else {}

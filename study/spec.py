@@ -119,7 +119,13 @@ class CollectionSpec(_Spec):
     qrels: str
     corpus: str | None = None
     candidates: str | None = None
-    binary_rel_threshold: int = Field(1, ge=1, description="min grade binary measures count as relevant")
+    binary_rel_threshold: int | None = Field(
+        None,
+        ge=1,
+        description="the grade this collection counts as relevant (training positives); binary measures are "
+        "computed at rel >= 1 and, when this is higher, also at it, named e.g. P(rel=2)@10. "
+        "Default: the named set's (2 for trec-dl-2019), else 1",
+    )
     first_stage: BM25Spec = BM25Spec()
     split: Literal["all", "train", "test"] = "all"
     test_fraction: float = Field(0.5, gt=0, lt=1)

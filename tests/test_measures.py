@@ -39,41 +39,50 @@ def test_graded_metrics_by_hand(trec_files):
     qrels, run = trec_files
     means, per_query = measures.evaluate(run, qrels, binary_rel_threshold=2)
     # q1 ranks d2(1) d3(0) d4(2) d1(3); relevant at rel>=2: d4 (rank 3), d1 (rank 4)
-    assert per_query["AP"]["q1"] == pytest.approx((1 / 3 + 2 / 4) / 2)
-    assert per_query["RR@10"]["q1"] == pytest.approx(1 / 3)
-    assert per_query["P@5"]["q1"] == pytest.approx(2 / 5)
-    assert per_query["R@5"]["q1"] == pytest.approx(1.0)
-    assert per_query["R-Prec"]["q1"] == pytest.approx(0.0)  # top 2 hold no rel>=2 passage
+    assert per_query["AP(rel=2)"]["q1"] == pytest.approx((1 / 3 + 2 / 4) / 2)
+    assert per_query["RR(rel=2)@10"]["q1"] == pytest.approx(1 / 3)
+    assert per_query["P(rel=2)@5"]["q1"] == pytest.approx(2 / 5)
+    assert per_query["R(rel=2)@5"]["q1"] == pytest.approx(1.0)
+    assert per_query["R-Prec(rel=2)"]["q1"] == pytest.approx(0.0)  # top 2 hold no rel>=2 passage
+    # the plain names count rel>=1 (trec_eval's default): d2, d4, d1 at ranks 1, 3, 4
+    assert per_query["AP"]["q1"] == pytest.approx((1 / 1 + 2 / 3 + 3 / 4) / 3)
+    assert per_query["R-Prec"]["q1"] == pytest.approx(2 / 3)  # top 3 hold d2 and d4
     dcg = 1 / math.log2(2) + 0 + 2 / math.log2(4) + 3 / math.log2(5)  # gains are the grades
     ideal = 3 / math.log2(2) + 2 / math.log2(3) + 1 / math.log2(4)
     assert per_query["nDCG@10"]["q1"] == pytest.approx(dcg / ideal)
     # q2: the only rel>=2 passage (d6) is first
-    assert per_query["AP"]["q2"] == pytest.approx(1.0)
-    assert means["AP"] == pytest.approx(((1 / 3 + 2 / 4) / 2 + 1.0) / 2)
+    assert per_query["AP(rel=2)"]["q2"] == pytest.approx(1.0)
+    assert means["AP(rel=2)"] == pytest.approx(((1 / 3 + 2 / 4) / 2 + 1.0) / 2)
 
 
-def test_binary_threshold_changes_binary_measures_only(trec_files):
+def test_binary_threshold_adds_named_measures_only(trec_files):
     qrels, run = trec_files
     at1, _ = measures.evaluate(run, qrels, binary_rel_threshold=1)
     at2, _ = measures.evaluate(run, qrels, binary_rel_threshold=2)
-    assert at1["RR@10"] == pytest.approx(1.0)  # d2 (rel 1) counts at threshold 1
-    assert at2["RR@10"] == pytest.approx((1 / 3 + 1) / 2)
-    assert at1["nDCG@10"] == at2["nDCG@10"]
+    assert set(at1) == set(measures.METRICS)
+    assert set(at2) == set(measures.METRICS) | {measures.at_threshold(n, 2) for n in measures.BINARY}
+    assert {n: at2[n] for n in at1} == at1  # the plain names do not move with the set's threshold
+    assert at1["RR@10"] == pytest.approx(1.0)  # d2 (rel 1) counts at rel >= 1
+    assert at2["RR(rel=2)@10"] == pytest.approx((1 / 3 + 1) / 2)
 
 
 def test_judged_query_missing_from_run_scores_zero(trec_files):
     qrels, run = trec_files
     del run["q2"]
     means, per_query = measures.evaluate(run, qrels, binary_rel_threshold=2)
-    assert per_query["AP"]["q2"] == 0.0
-    assert means["AP"] == pytest.approx((1 / 3 + 2 / 4) / 4)
+    assert per_query["AP(rel=2)"]["q2"] == 0.0
+    assert means["AP(rel=2)"] == pytest.approx((1 / 3 + 2 / 4) / 4)
 
 
 def test_every_declared_metric_parses():
     assert measures.PRIMARY_METRIC in measures.METRICS
-    for name in measures.METRICS:
-        measures.ir_measure(name, binary_rel_threshold=2)
-    assert str(measures.ir_measure("P@10", binary_rel_threshold=2)) == "P(rel=2)@10"
+    for name in measures.metric_names(2):
+        measures.ir_measure(name)
+    assert str(measures.ir_measure("P@10")) == "P@10"
+    assert str(measures.ir_measure("P(rel=2)@10")) == "P(rel=2)@10"
+    assert str(measures.ir_measure("R-Prec(rel=3)")) == "Rprec(rel=3)"
+    with pytest.raises(ValueError, match=r"unknown metric .*'nDCG\(rel=2\)@10'"):
+        measures.check_metric_names(["nDCG(rel=2)@10"])  # nDCG uses grades, it has no threshold
 
 
 def test_run_file_round_trip(tmp_path, trec_files):

@@ -34,8 +34,9 @@ def test_smoke_grid_runs_every_trial_for_every_epoch(ray_cluster, smoke_study, t
                 assert (outcome.study_dir / trial.trial_dir / "runs" / f"{eval_set}.epoch{epoch}.trec").stat().st_size > 0
 
     table = results.summary_rows(outcome.trials, outcome.columns)
-    assert len(table) == 6 * 4
+    assert len(table) == 1 + 6 * 4  # the first stage's row, then every trial's epochs
     assert list(table[0]) == ["Model", "Optimizer", "Epoch", "nDCG@10", "MAP", "MRR@10", "R@10", "R-Prec", "P@10", "Status"]
+    assert table[0]["Model"] == results.FIRST_STAGE_LABEL and isinstance(table[0]["nDCG@10"], float)
     # epoch 0 is the untrained model: the same for both optimizers of a model
     for model in ("minilm*", "gte*", "modernbert*"):
         epoch0 = [r["nDCG@10"] for r in table if r["Model"] == model and r["Epoch"] == 0]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from eval.measures import METRICS
+from eval.measures import METRICS, metric_names
 from study.grids import restrict
 from study.spec import TrialSpec
 from trainables.trial import STEP_LOG, is_measurement, run_trial
@@ -58,9 +58,11 @@ def test_trial_reports_every_epoch_with_every_metric(smoke_study, tmp_path):
         assert metrics["stand_in_for"] == "microsoft/MiniLM-L12-H384-uncased"
     assert "train_loss" not in recorder.metrics[0] and recorder.metrics[3]["global_step"] == 18
     runs = sorted(p.name for p in (tmp_path / "trial" / "runs").iterdir())
-    assert runs == sorted(f"{e.name}.epoch{n}.trec" for e in spec.evaluation for n in range(4))
+    expected = [f"{e.name}.epoch{n}.trec" for e in spec.evaluation for n in range(4)]
+    assert runs == sorted(expected + [f"{e.name}.first_stage.trec" for e in spec.evaluation])  # and the baseline
     per_query = json.loads((tmp_path / "trial" / "per_query" / f"{spec.evaluation[0].name}.epoch3.json").read_text())
-    assert set(per_query) == set(METRICS) and len(per_query["nDCG@10"]) >= 10
+    # the built-in DL-role set is graded (0-3): binary measures at rel >= 1 and, named apart, at rel >= 2
+    assert set(per_query) == set(metric_names(2)) and len(per_query["nDCG@10"]) >= 10
     lines = [json.loads(line) for line in (tmp_path / "trial" / STEP_LOG).read_text().splitlines()]
     steps = [s for s in lines if "loss" in s]
     assert [s["step"] for s in steps] == list(range(2, 19, 2))  # 6 steps an epoch, a line every 2

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from eval.evaluator import evaluate_reranker
+from eval.evaluator import evaluate_first_stage, evaluate_reranker
 from eval.measures import PRIMARY_METRIC
 from study.data import registry
 from study.data.cache import cached_candidates
@@ -144,7 +144,9 @@ def run_trial(
         progress = load_checkpoint(restore_from, model=model, optimizer=optimizer, scheduler=scheduler)
     else:
         progress = TrainingProgress(epoch=0, global_step=0)
-        checkpoint_and_report(evaluate(0), progress)
+        # The first stage's own order, scored once beside epoch 0: the baseline row of every table.
+        first_stage = {k: v for pairs in eval_pairs for k, v in evaluate_first_stage(pairs, out_dir=trial_dir).items()}
+        checkpoint_and_report(evaluate(0) | first_stage, progress)
 
     with (trial_dir / STEP_LOG).open("a", encoding="utf-8") as step_log:
 

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 
 from study.data.bm25 import bm25_candidates
 from study.data.formats import FormatError, read_candidates, read_corpus, read_judgments, read_queries
+from study.data.msmarco import rel_threshold
 from study.data.types import EvalSet, TrainingPair
 from study.spec import CollectionSpec
 
@@ -73,7 +74,7 @@ def collection_eval_set(name: str, spec: CollectionSpec, *, description: str = "
         passages=passages,
         candidates=ranked,
         qrels={q: qrels[q] for q in sorted(judged)},
-        binary_rel_threshold=spec.binary_rel_threshold,
+        binary_rel_threshold=rel_threshold(name, spec.binary_rel_threshold),
         description=description or f"local collection {spec.qrels} ({spec.split} queries)",
     )
 
@@ -93,9 +94,10 @@ def collection_training_pairs(spec: CollectionSpec) -> list[TrainingPair]:
         b=spec.first_stage.b, depth=spec.first_stage.depth,
     )
     pairs: list[TrainingPair] = []
+    threshold = spec.binary_rel_threshold or 1
     for qid in qids:
-        positives = sorted(d for d, rel in qrels[qid].items() if rel >= spec.binary_rel_threshold and d in corpus)
-        negatives = [d for d in ranked.get(qid, []) if qrels[qid].get(d, 0) < spec.binary_rel_threshold]
+        positives = sorted(d for d, rel in qrels[qid].items() if rel >= threshold and d in corpus)
+        negatives = [d for d in ranked.get(qid, []) if qrels[qid].get(d, 0) < threshold]
         for positive, negative in zip(positives, negatives):
             pairs.append(TrainingPair(queries[qid], corpus[positive], 1.0))
             pairs.append(TrainingPair(queries[qid], corpus[negative], 0.0))

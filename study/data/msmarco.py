@@ -18,16 +18,23 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 
 from study.data.types import EvalSet, TrainingPair
 from study.tracking.loop_progress import progress
 
 log = logging.getLogger(__name__)
 
-# name -> (protocol, binary relevance threshold)
+# NIST's qrels for TREC DL 2019 passage (9,260 judgments of the 43 queries), shipped with the package.
+DL19_QRELS = Path(__file__).with_name("official") / "qrels.dl19-passage.txt"
+
+# name -> (protocol, the grade the set's own convention counts as relevant). Binary measures are always
+# computed at rel >= 1 (trec_eval's default, the thesis's: plain names such as `P@10`) and, where
+# this grade is higher, also at it (`P(rel=2)@10`); see eval/measures.py.
 NAMED_SETS: dict[str, tuple[str, int]] = {
     "trec-dl-2019": (
-        "TREC DL 2019 passage: the 43 judged queries, NIST graded qrels (0-3; binary measures count rel >= 2), "
+        "TREC DL 2019 passage: the 43 judged queries, NIST graded qrels (0-3; binary measures at rel >= 1 as the "
+        "thesis's trec_eval counted, and at rel >= 2 as the track does, named e.g. P(rel=2)@10), "
         "reranking the official BM25 top-1000",
         2,
     ),
@@ -108,6 +115,16 @@ def v11_rows_to_eval_set(rows: Iterable[dict], *, name: str = "msmarco-v1.1-qna-
     return EvalSet(name, queries, passages, candidates, qrels, binary_rel_threshold=1, description=NAMED_SETS[name][0])
 
 
+def rel_threshold(name: str, given: int | None) -> int:
+    """The set's relevance grade: the one given in `files:`, else the named set's, else 1.
+
+    One rule for both ways of loading a set, so TREC DL 2019 scores the same from files as downloaded.
+    """
+    if given is not None:
+        return given
+    return NAMED_SETS[name][1] if name in NAMED_SETS else 1
+
+
 def download_eval_set(name: str) -> EvalSet:
     """A named set through ir_datasets or Hugging Face datasets (needs internet or a filled cache)."""
     if name in NOT_BUILT:
@@ -130,8 +147,10 @@ def download_eval_set(name: str) -> EvalSet:
     store = dataset.docs_store()
     needed = {d for docs in candidates.values() for d in docs}
     passages = {doc.doc_id: doc.text for doc in store.get_many_iter(needed)}
-    description, threshold = NAMED_SETS[name]
-    return EvalSet(name, queries, passages, candidates, qrels, binary_rel_threshold=threshold, description=description)
+    return EvalSet(
+        name, queries, passages, candidates, qrels,
+        binary_rel_threshold=rel_threshold(name, None), description=NAMED_SETS[name][0],
+    )
 
 
 def download_training_pairs(*, max_pairs: int | None, seed: int) -> list[TrainingPair]:

@@ -23,7 +23,9 @@ class EvalSet:
     passages: dict[str, str]  # docid -> text (at least every candidate)
     candidates: dict[str, list[str]]  # qid -> docids in first-stage (BM25) order, best first
     qrels: dict[str, dict[str, int]]  # qid -> docid -> graded relevance
-    binary_rel_threshold: int = 1  # min grade that binary measures (AP, P@k, R@k, RR) count as relevant
+    # the grade the set's own convention counts as relevant; binary measures are computed at rel >= 1 and,
+    # when this is higher, also at this grade, named apart (`P(rel=2)@10`; eval/measures.py)
+    binary_rel_threshold: int = 1
     description: str = ""
 
     def __post_init__(self) -> None:

@@ -6,7 +6,11 @@ Writes:
   (best per metric marked; mean +- 95% CI over seeds), and on the full scale `<table>_vs_thesis.*`
   beside the thesis's numbers with a difference column;
 - tables/significance.{md,csv}: Lion vs AdamW paired tests per model and epoch (reporting/stats.py);
+<<<<<<< HEAD
 - tables/thesis_claims.{md,csv}: each finding of §5.2 and §6.1 with this study's evidence and verdict;
+=======
+- tables/vs_first_stage.{md,csv}: each trained model vs the first stage (BM25 / the given run), paired tests;
+>>>>>>> i11a
 - tables/efficiency.{md,csv}: pairs/s, time, peak memory, optimizer-state memory per trial;
 - tables/dynamics.{md,csv}: the held-out (evaluation) loss per epoch, its roughness, gradient-norm CV;
 - tables/thesis_disagreements.{md,csv}: cells the thesis's own tables report differently;
@@ -83,9 +87,13 @@ def write_report(
             "[tables/significance.md](tables/significance.md) (and .csv).\n"
         )
 
+<<<<<<< HEAD
     sections.append("## The thesis's claims, checked\n")
     findings = claims.check_claims(study, comparisons, n_resamples=n_resamples)
     sections.append(save(claims.claims_grid(findings, study), "thesis_claims", latex=False))
+=======
+    sections.append(_vs_first_stage(study, metrics, save, n_resamples=n_resamples))
+>>>>>>> i11a
 
     sections.append("## Efficiency\n")
     memory = efficiency.optimizer_memory_lines(study)
@@ -112,6 +120,24 @@ def write_report(
     markdown = write_atomic(out / "report.md", "\n".join(sections))
     summary = "\n".join([shown["Table 5.1"], "Significance (Lion vs AdamW):", *statements, *memory])
     return ReportPaths(out, markdown, written, pngs, summary)
+
+
+def _vs_first_stage(study, metrics: list, save, *, n_resamples: int) -> str:
+    """The section that says whether fine-tuning beat the first stage (study/reporting/first_stage.py)."""
+    from study.reporting import first_stage
+
+    comparisons = first_stage.compare_with_first_stage(study, metrics, n_resamples=n_resamples)
+    text = (
+        "## Significance: each trained model vs the first stage\n\nEach trial after its last epoch against the "
+        "candidates in their own order (BM25, or the given run), paired over queries on the same candidates, "
+        "with the same two tests; Holm's correction over each trial's metrics.\n\n"
+        + "\n".join(_bullet(s) for s in first_stage.summary_lines(comparisons))
+        + "\n"
+    )
+    if comparisons:
+        save(first_stage.first_stage_grid(comparisons), "vs_first_stage", latex=False)
+        text += "\nEvery comparison: [tables/vs_first_stage.md](tables/vs_first_stage.md) (and .csv).\n"
+    return text
 
 
 def _bullet(statement: str) -> str:

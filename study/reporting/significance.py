@@ -22,8 +22,46 @@ ALPHA = 0.05
 BASELINE, CHALLENGER = "adamw", "lion"
 
 
+@dataclass(frozen=True, kw_only=True)
+class PairedTest:
+    """Two paired tests over queries: p-values before and after Holm's correction, and what they say."""
+
+    t_p: float
+    randomization_p: float
+    t_p_holm: float = math.nan
+    randomization_p_holm: float = math.nan
+
+    @property
+    def verdict(self) -> str:
+        """Significant when both Holm-adjusted p-values are below ALPHA; one alone is weak evidence."""
+        t, r = self.t_p_holm < ALPHA, self.randomization_p_holm < ALPHA
+        if t and r:
+            return "significant"
+        if t or r:
+            return "t-test only" if t else "randomization only"
+        return "not significant"
+
+    def p_texts(self) -> list[str]:
+        return [p_text(p) for p in (self.t_p, self.randomization_p, self.t_p_holm, self.randomization_p_holm)]
+
+    def p_fields(self) -> dict:
+        names = ("t_p", "randomization_p", "t_p_holm", "randomization_p_holm")
+        return {name: getattr(self, name) for name in names} | {"verdict": self.verdict}
+
+
+P_HEADERS = ["p t-test", "p rand.", "p t-test (Holm)", "p rand. (Holm)", "Verdict"]
+
+
+def paired_tests(a: list[float], b: list[float], *, n_resamples: int) -> dict[str, float]:
+    """The p-values of mean(a - b) = 0 by both tests (a t-test needs two queries)."""
+    return {
+        "t_p": paired_t_test(a, b) if len(a) > 1 else math.nan,
+        "randomization_p": randomization_test(a, b, n_resamples=n_resamples),
+    }
+
+
 @dataclass(frozen=True)
-class Comparison:
+class Comparison(PairedTest):
     model: str  # with a YAML study's variant tag in brackets, if any
     epoch: int
     seeds: str  # "12", or "12,13 (query means)"
@@ -32,23 +70,10 @@ class Comparison:
     n_queries: int
     adamw: float  # mean over queries
     lion: float
-    t_p: float
-    randomization_p: float
-    t_p_holm: float = math.nan
-    randomization_p_holm: float = math.nan
 
     @property
     def difference(self) -> float:
         return self.lion - self.adamw
-
-    @property
-    def verdict(self) -> str:
-        t, r = self.t_p_holm < ALPHA, self.randomization_p_holm < ALPHA
-        if t and r:
-            return "significant"
-        if t or r:
-            return "t-test only" if t else "randomization only"
-        return "not significant"
 
 
 def compare_optimizers(
@@ -80,7 +105,7 @@ def compare_optimizers(
                     seeds_label = ",".join(map(str, per_seed)) + " (query means)"
                     means = [query_means([p[i] for p in per_seed.values()]) for i in (0, 1)]
                     family.append(_compare(label, epoch, seeds_label, eval_set, metric, *means, n_resamples))
-            comparisons += _holm_adjusted(family)
+            comparisons += holm_adjusted(family)
     return comparisons
 
 
@@ -140,12 +165,12 @@ def _compare(model, epoch, seeds, eval_set, metric, adamw: dict, lion: dict, n_r
         len(queries),
         adamw=sum(a) / len(a),
         lion=sum(b) / len(b),
-        t_p=paired_t_test(b, a) if len(queries) > 1 else math.nan,
-        randomization_p=randomization_test(b, a, n_resamples=n_resamples),
+        **paired_tests(b, a, n_resamples=n_resamples),
     )
 
 
-def _holm_adjusted(family: list[Comparison]) -> list[Comparison]:
+def holm_adjusted(family: list) -> list:
+    """The family's comparisons (dataclasses with t_p and randomization_p) with their Holm-adjusted p-values."""
     out = list(family)
     for field in ("t_p", "randomization_p"):
         index = [i for i, c in enumerate(out) if not math.isnan(getattr(c, field))]
@@ -181,11 +206,7 @@ def significance_grid(comparisons: list[Comparison]) -> Grid:
             "AdamW",
             "Lion",
             "Δ (Lion-AdamW)",
-            "p t-test",
-            "p rand.",
-            "p t-test (Holm)",
-            "p rand. (Holm)",
-            "Verdict",
+            *P_HEADERS,
         ],
     )
     for i, c in enumerate(comparisons):
@@ -199,11 +220,15 @@ def significance_grid(comparisons: list[Comparison]) -> Grid:
                 f"{c.adamw:.4f}",
                 f"{c.lion:.4f}",
                 f"{c.difference:+.4f}",
+<<<<<<< HEAD
                 format_p(c.t_p),
                 format_p(c.randomization_p),
                 format_p(c.t_p_holm),
                 format_p(c.randomization_p_holm),
                 c.verdict,
+=======
+                *c.p_texts(),
+>>>>>>> i11a
             ]
         )
         if c.verdict == "significant":
@@ -219,17 +244,17 @@ def significance_grid(comparisons: list[Comparison]) -> Grid:
                 "adamw": c.adamw,
                 "lion": c.lion,
                 "difference": c.difference,
-                "t_p": c.t_p,
-                "randomization_p": c.randomization_p,
-                "t_p_holm": c.t_p_holm,
-                "randomization_p_holm": c.randomization_p_holm,
-                "verdict": c.verdict,
+                **c.p_fields(),
             }
         )
     return grid
 
 
+<<<<<<< HEAD
 def format_p(p: float) -> str:
+=======
+def p_text(p: float) -> str:
+>>>>>>> i11a
     if math.isnan(p):
         return "-"
     return f"{p:.2e}" if p < 0.001 else f"{p:.3f}"

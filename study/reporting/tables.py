@@ -1,6 +1,8 @@
 """The thesis's tables filled with this study's numbers, as Markdown, CSV and LaTeX.
 
-One row per model x optimizer x epoch (epoch 0 = before training). With several seeds a cell is the
+One row per model x optimizer x epoch (epoch 0 = before training), after a first row for the first
+stage: the same candidates in their own order (BM25, or the given run), scored with the same
+measures, so every reranker stands beside what it had to beat. With several seeds a cell is the
 mean over seeds +- the half-width of its 95% t-interval; the best mean per metric is marked (bold).
 On the full scale, `comparison_grid` sets each number beside the thesis's with the difference.
 """
@@ -15,6 +17,7 @@ from dataclasses import dataclass, field
 from eval.measures import DISPLAY_NAMES
 from study.reporting.study_data import StudyData, metric_value
 from study.reporting.thesis_numbers import TableShape, lookup
+from study import results
 from study.results import format_table
 from study.reporting.stats import mean_ci
 
@@ -34,6 +37,7 @@ class Row:
     epoch: int
     stand_in: bool
     cells: dict[str, Cell | None]  # metric header -> cell
+    baseline: bool = False  # the first stage's row: no optimizer, no epoch
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,11 @@ def build_table(study: StudyData, shape: TableShape) -> ResultTable:
     for trial in study.trials:  # seeds of one setting are pooled; anything else stays apart
         groups.setdefault((trial.model, trial.optimizer, trial.variant), []).append(trial)
     rows = []
+    first_stage = results.first_stage(list(study.trials))
+    if first_stage:  # deterministic: the same for every seed, so it counts as every seed's value
+        n = len(study.seeds)
+        cells = {h: Cell(first_stage[k], math.nan, n) if k in first_stage else None for h, k in keys.items()}
+        rows.append(Row(results.FIRST_STAGE_LABEL, "-", "", 0, False, cells, baseline=True))
     for (model, optimizer, variant), trials in groups.items():
         epochs = sorted({row["epoch"] for t in trials for row in t.rows})
         for epoch in epochs:
@@ -101,11 +110,13 @@ def result_grid(table: ResultTable, *, eval_note: str) -> Grid:
         notes=[
             eval_note,
             "Best value per metric in bold" + ("; mean ± 95% CI over seeds." if table.n_seeds > 1 else "."),
-        ],
+        ]
+        + [_FIRST_STAGE_NOTE] * any(r.baseline for r in table.rows),
     )
     for i, row in enumerate(table.rows):
-        texts = [_model_label(row), _optimizer_label(row), str(row.epoch)]
-        raw = {"model": row.model, "optimizer": row.optimizer, **_variant(row), "epoch": row.epoch, "n_seeds": 0}
+        epoch = "-" if row.baseline else row.epoch
+        texts = [_model_label(row), _optimizer_label(row), str(epoch)]
+        raw = {"model": row.model, "optimizer": row.optimizer, **_variant(row), "epoch": epoch, "n_seeds": 0}
         best_here = []
         for j, header in enumerate(table.headers, start=3):
             cell = row.cells[header]
@@ -120,6 +131,12 @@ def result_grid(table: ResultTable, *, eval_note: str) -> Grid:
         grid.rows.append(texts)
         grid.csv_rows.append(raw)
     return grid
+
+
+_FIRST_STAGE_NOTE = (
+    f"{results.FIRST_STAGE_LABEL}: the candidates in their own order (BM25, or the given run), reranked by nothing; "
+    "the same candidates and measures as every reranker."
+)
 
 
 def comparison_grid(table: ResultTable, *, eval_note: str) -> Grid:

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 from ray.tune import Callback
 
+from eval.measures import FIRST_STAGE
+
 
 @dataclass(frozen=True)
 class Best:
@@ -20,13 +22,24 @@ class Best:
     epoch: int
 
 
-def progress_line(*, total: int, done: int, failed: int, running: int, metric: str, best: Best | None) -> str:
-    """One line: 'Study: 2/6 trials done (1 failed), 2 running, 2 pending; best <metric> = 0.71 (<trial>, epoch 3)'."""
+def progress_line(
+    *,
+    total: int,
+    done: int,
+    failed: int,
+    running: int,
+    metric: str,
+    best: Best | None,
+    first_stage: float | None = None,
+) -> str:
+    """One line: 'Study: 2/6 trials done (1 failed), 2 running, 2 pending; best <metric> = 0.71 (<trial>,
+    epoch 3); first stage 0.50' (the candidates' own order, what the rerankers must beat)."""
     pending = max(total - done - failed - running, 0)
     finished = done + failed
     failures = f" ({failed} failed)" if failed else ""
     leader = f"best {metric} = {best.value:.4f} ({best.trial}, epoch {best.epoch})" if best else "no results yet"
-    return f"Study: {finished}/{total} trials done{failures}, {running} running, {pending} pending; {leader}"
+    baseline = f"; first stage {first_stage:.4f}" if first_stage is not None else ""
+    return f"Study: {finished}/{total} trials done{failures}, {running} running, {pending} pending; {leader}{baseline}"
 
 
 def better(value: float, best: Best | None, mode: str) -> bool:
@@ -44,6 +57,7 @@ class StudyProgress(Callback):
     def __init__(self, total_trials: int, metric: str, mode: str, *, every_s: float = 30.0):
         self.total, self.metric, self.mode, self.every_s = total_trials, metric, mode, every_s
         self.best: Best | None = None
+        self.first_stage: float | None = None  # the metric of the candidates' own order (trials report it at epoch 0)
         self.states: dict[str, str] = {}  # trial id -> running | done | failed
         self._printed_at = 0.0
 
@@ -52,6 +66,9 @@ class StudyProgress(Callback):
         self._print()
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
+        baseline = result.get(f"{FIRST_STAGE}/{self.metric}")
+        if isinstance(baseline, (int, float)):
+            self.first_stage = float(baseline)
         value = result.get(self.metric)
         if isinstance(value, (int, float)) and better(float(value), self.best, self.mode):
             self.best = Best(float(value), str(result.get("trial") or trial), int(result.get("epoch", -1)))
@@ -75,6 +92,7 @@ class StudyProgress(Callback):
             running=states.count("running"),
             metric=self.metric,
             best=self.best,
+            first_stage=self.first_stage,
         )
         print(line, flush=True)
         self._printed_at = time.monotonic()
