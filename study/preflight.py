@@ -193,7 +193,7 @@ def _download_reachable(package: str, what: str) -> str:
     env, default, places, host = _DOWNLOADS[package]
     if importlib.util.find_spec(package) is None:
         raise RuntimeError(
-            f"{what} is downloaded with {package}, which is not installed: pip install -e \".[data]\", or give "
+            f"{what}: downloaded with {package}, which is not installed: pip install -e \".[data]\", or give "
             "the official files in the spec (`files:` per evaluation set, `file:` for the training triples)"
         )
     cache = Path(os.environ.get(env) or default)
@@ -203,7 +203,7 @@ def _download_reachable(package: str, what: str) -> str:
     if _host_answers(host):
         return f"{package} installed; {host} answers (downloaded into {cache} by the first trial)"
     raise RuntimeError(
-        f"{what} is not in {package}'s cache ({cache}, set by {env}) and {host} does not answer: download it on a "
+        f"{what}: not in {package}'s cache ({cache}, set by {env}), and {host} does not answer; download it on a "
         f"machine with internet into a cache this one reads ({env}), or give the official files in the spec"
     )
 
@@ -383,7 +383,8 @@ def estimate_gpu_hours(
         total += hours
         lines.append(f"  {trial.name}: {steps} steps x {step_times[key]:.3f} s/step = {hours:.3g} "
                      f"{'GPU' if on_gpu else 'CPU'}-hours" + (f" ({trial.resources.gpus:g} GPU)" if on_gpu else ""))
-    lines.append(f"  total: {total:.3g} {'GPU' if on_gpu else 'CPU'}-hours")
+    if total:
+        lines.append(f"  total: {total:.3g} {'GPU' if on_gpu else 'CPU'}-hours")
     return lines
 
 
