@@ -31,7 +31,7 @@ _WORD = re.compile(r"^[a-z][a-z0-9-]*$")
 def readme_commands(text: str) -> list[str]:
     """The `python -m` command lines of the fenced code blocks (continuations joined, comments cut)."""
     commands = []
-    for block in re.findall(r"^```[^\n]*\n(.*?)^```", text, re.S | re.M):
+    for block in re.findall(r"^```[^\n]*\n(.*?)^```", text, re.DOTALL | re.MULTILINE):
         for line in re.sub(r"\s*\\\n\s*", " ", block).splitlines():
             line = line.split("  #", 1)[0].strip()
             start = line.find("python -m ")
@@ -70,13 +70,17 @@ def uncovered(commands: list[str], sources: dict[Path, str]) -> list[str]:
         if not runners:
             missing.append(f"{command}  (no test or .ci/run runs {module})")
             continue
-        literal = lambda word: any(re.search(rf"""["'\s]{re.escape(word)}["'\s,)]""", t) for t in runners)  # noqa: E731
         stood_in = {flag for flag, value in values if (module, flag, value) in QUICK_VARIANTS}  # flag and value
-        absent = [flag for flag in flags if flag not in stood_in and not literal(flag)]
-        absent += [f"{flag} {value}" for flag, value in values if flag not in stood_in and not literal(value)]
+        absent = [flag for flag in flags if flag not in stood_in and not _literal(flag, runners)]
+        absent += [f"{flag} {value}" for flag, value in values if flag not in stood_in and not _literal(value, runners)]
         if absent:
             missing.append(f"{command}  (not exercised: {', '.join(dict.fromkeys(absent))})")
     return missing
+
+
+def _literal(word: str, texts: list[str]) -> bool:
+    """`word` stands quoted or alone (a string literal, or a word of .ci/run's command lines)."""
+    return any(re.search(rf"""["'\s]{re.escape(word)}["'\s,)]""", text) for text in texts)
 
 
 def test_every_readme_command_is_exercised_by_a_test_or_ci():
