@@ -30,7 +30,7 @@ from study.run import build_parser, main, resolve_spec
 pytestmark = pytest.mark.ray
 
 REAL = os.environ.get("STUDY_REHEARSAL_REAL_SHAPES") == "1"
-SMALL = dict(hidden_size=64, num_attention_heads=2, intermediate_size=128)
+SMALL = {"hidden_size": 64, "num_attention_heads": 2, "intermediate_size": 128}
 
 
 def _save_native(directory, config) -> str:
@@ -46,10 +46,10 @@ def _save_native(directory, config) -> str:
 def _model_dirs(tmp_path) -> dict[str, str]:
     from transformers import BertConfig, ModernBertConfig
 
-    bert_tokens = dict(vocab_size=30522, pad_token_id=0, num_labels=1)
-    minilm = dict(num_hidden_layers=12, hidden_size=384, num_attention_heads=12, intermediate_size=1536)
-    modernbert = dict(num_hidden_layers=22, hidden_size=768, num_attention_heads=12, intermediate_size=1152)
-    gte = dict(num_hidden_layers=12, hidden_size=768, num_attention_heads=12, intermediate_size=3072)
+    bert_tokens = {"vocab_size": 30522, "pad_token_id": 0, "num_labels": 1}
+    minilm = {"num_hidden_layers": 12, "hidden_size": 384, "num_attention_heads": 12, "intermediate_size": 1536}
+    modernbert = {"num_hidden_layers": 22, "hidden_size": 768, "num_attention_heads": 12, "intermediate_size": 1152}
+    gte = {"num_hidden_layers": 12, "hidden_size": 768, "num_attention_heads": 12, "intermediate_size": 3072}
     if not REAL:
         minilm = minilm | SMALL | {"num_hidden_layers": 2}
         modernbert = modernbert | SMALL | {"num_hidden_layers": 3}  # one global and two local-attention layers
