@@ -110,3 +110,12 @@ def test_every_node_writes_the_storage(ray_cluster, tmp_path):
     (tmp_path / "file").write_text("")
     nodes = node_probes(Context(str(tmp_path / "file"), "s", address="auto"))
     assert all("FileExistsError" in n["storage"] or "NotADirectoryError" in n["storage"] for n in nodes)
+
+
+def test_a_search_checks_its_validation_and_test_sets(tmp_path, capsys):
+    argv = ["--search", "optuna", "--scale", "smoke", "--models", "minilm", "--optimizers", "lion", "--num-samples", "2"]
+    assert main([*argv, "--storage", str(tmp_path), "--preflight"]) == 0
+    out = capsys.readouterr().out
+    for eval_set in ("builtin-smoke-validation", "builtin-smoke-dl", "builtin-smoke-dev"):
+        assert f"[ok] data {eval_set}: " in out
+    assert "up to 2 trials per model x optimizer" in out and "minilm-lion: 90 steps x " in out
