@@ -75,6 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
         "applies with --config and --resume too: it is not saved with the study)",
     )
     parser.add_argument("--print-spec", action="store_true", help="print the resolved study as YAML and exit")
+    parser.add_argument(
+        "--preflight",
+        action="store_true",
+        help="check without training that models, data, GPUs, storage and credentials are ready, estimate the "
+        "GPU-hours, and exit (2 when a check fails)",
+    )
     search_cli.add_search_arguments(parser)
     return parser
 
@@ -100,6 +106,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"# evaluation {evaluation.name}: {protocol(evaluation)}")
         print(yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False), end="")
         return 0
+    if args.preflight:
+        from study.preflight import preflight_from_cli
+
+        return preflight_from_cli(spec.trials, spec.storage, spec.name, args)
 
     try:
         from study.cluster.connect import check_address

@@ -15,7 +15,7 @@ def _run(*args: str) -> str:
 def test_vs_sentence_transformers_quick_run_agrees_with_the_reference():
     out = _run(
         "benchmarks.vs_sentence_transformers", "--rounds", "1", "--train-steps", "2", "--warmup-steps", "1",
-        "--candidates", "20", "--evaluations", "1", "--max-length", "64",
+        "--candidates", "20", "--evaluations", "1", "--max-length", "64", "--queries", "1", "--threads", "1",
     )  # fmt: skip
     assert "training pairs/s" in out and "reranking pairs/s" in out and "bucketed batches pairs/s" in out
     # Same weights, same batch: the first step's loss and gradient norm and the scores must agree.

@@ -76,6 +76,14 @@ def main(args: argparse.Namespace) -> int:
 
             print(yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False), end="")
             return 0
+        if args.preflight:
+            from study.preflight import preflight_from_cli
+            from study.spec import EvalSetSpec
+
+            trials = [pair.trial for pair in spec.pairs]
+            sets = [EvalSetSpec(name=spec.validation_set), *spec.test_sets]
+            print(f"(a search runs up to {spec.num_samples} trials per model x optimizer; the estimate is per trial)")
+            return preflight_from_cli(trials, spec.storage, spec.name, args, sets)
         preflight(spec, resume=args.resume)
     except Exception as err:  # noqa: BLE001 -- every bad input becomes one paragraph and exit 2
         return print_bad_input(err)

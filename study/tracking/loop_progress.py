@@ -16,7 +16,10 @@ T = TypeVar("T")
 def progress(items: Iterable[T], *, desc: str, total: int | None = None, min_total: int = 20_000, unit: str = "it") -> Iterator[T]:
     if total is not None and total < min_total:
         return iter(items)
-    return iter(_bar_class()(items, desc=desc, total=total, unit=unit, mininterval=5.0))
+    bar = _bar_class()
+    # Ray's bar flushes to the driver every flush_interval_s; tqdm redraws every mininterval (Ray's takes no mininterval)
+    interval = {"flush_interval_s": 5.0} if bar.__module__ == "ray.experimental.tqdm_ray" else {"mininterval": 5.0}
+    return iter(bar(items, desc=desc, total=total, unit=unit, **interval))
 
 
 def _bar_class():
