@@ -6,11 +6,8 @@ Writes:
   (best per metric marked; mean +- 95% CI over seeds), and on the full scale `<table>_vs_thesis.*`
   beside the thesis's numbers with a difference column;
 - tables/significance.{md,csv}: Lion vs AdamW paired tests per model and epoch (reporting/stats.py);
-<<<<<<< HEAD
 - tables/thesis_claims.{md,csv}: each finding of §5.2 and §6.1 with this study's evidence and verdict;
-=======
 - tables/vs_first_stage.{md,csv}: each trained model vs the first stage (BM25 / the given run), paired tests;
->>>>>>> i11a
 - tables/efficiency.{md,csv}: pairs/s, time, peak memory, optimizer-state memory per trial;
 - tables/dynamics.{md,csv}: the held-out (evaluation) loss per epoch, its roughness, gradient-norm CV;
 - tables/thesis_disagreements.{md,csv}: cells the thesis's own tables report differently;
@@ -87,13 +84,10 @@ def write_report(
             "[tables/significance.md](tables/significance.md) (and .csv).\n"
         )
 
-<<<<<<< HEAD
     sections.append("## The thesis's claims, checked\n")
     findings = claims.check_claims(study, comparisons, n_resamples=n_resamples)
     sections.append(save(claims.claims_grid(findings, study), "thesis_claims", latex=False))
-=======
     sections.append(_vs_first_stage(study, metrics, save, n_resamples=n_resamples))
->>>>>>> i11a
 
     sections.append("## Efficiency\n")
     memory = efficiency.optimizer_memory_lines(study)

@@ -42,7 +42,9 @@ class PairedTest:
         return "not significant"
 
     def p_texts(self) -> list[str]:
-        return [p_text(p) for p in (self.t_p, self.randomization_p, self.t_p_holm, self.randomization_p_holm)]
+        """The cells under P_HEADERS: the four p-values and the verdict."""
+        p_values = (self.t_p, self.randomization_p, self.t_p_holm, self.randomization_p_holm)
+        return [*(format_p(p) for p in p_values), self.verdict]
 
     def p_fields(self) -> dict:
         names = ("t_p", "randomization_p", "t_p_holm", "randomization_p_holm")
@@ -220,15 +222,7 @@ def significance_grid(comparisons: list[Comparison]) -> Grid:
                 f"{c.adamw:.4f}",
                 f"{c.lion:.4f}",
                 f"{c.difference:+.4f}",
-<<<<<<< HEAD
-                format_p(c.t_p),
-                format_p(c.randomization_p),
-                format_p(c.t_p_holm),
-                format_p(c.randomization_p_holm),
-                c.verdict,
-=======
                 *c.p_texts(),
->>>>>>> i11a
             ]
         )
         if c.verdict == "significant":
@@ -250,11 +244,7 @@ def significance_grid(comparisons: list[Comparison]) -> Grid:
     return grid
 
 
-<<<<<<< HEAD
 def format_p(p: float) -> str:
-=======
-def p_text(p: float) -> str:
->>>>>>> i11a
     if math.isnan(p):
         return "-"
     return f"{p:.2e}" if p < 0.001 else f"{p:.3f}"
