@@ -64,6 +64,71 @@ def test_dl19_from_official_files(tmp_path):
     assert eval_set.description.startswith("TREC DL 2019 passage")
 
 
+DL20_TOP1000 = (  # msmarco-passagetest2020-top1000.tsv: 200 queries' BM25 top-1000, 54 of them judged
+    "1030303\t8726436\twho is aziz hashim\tAziz Hashim is the founder of NRD Capital.\n"
+    "1030303\t8726437\twho is aziz hashim\tHashim is a common Arabic name.\n"
+    "1043135\t2387785\twho killed nicholas ii of russia\tThe Bolsheviks shot the Romanov family in 1918.\n"
+    "1049519\t1800041\twho said no one can make you feel inferior\tEleanor Roosevelt is credited with it.\n"
+)
+DL20_QRELS = "1030303 0 8726436 3\n1030303 0 8726437 1\n1043135 0 2387785 2\n"  # 2020qrels-pass.txt
+
+
+def test_dl20_validation_set_from_official_files(tmp_path):
+    """The full-scale search's validation set: DL20's protocol (rel >= 2 binary) without being told."""
+    spec = EvalSetSpec(
+        name="trec-dl-2020",
+        files=CollectionSpec(
+            qrels=write(tmp_path, "2020qrels-pass.txt", DL20_QRELS),
+            candidates=write(tmp_path, "msmarco-passagetest2020-top1000.tsv", DL20_TOP1000),
+        ),
+    )
+    eval_set = load_eval_set(spec)
+    assert eval_set.binary_rel_threshold == 2
+    assert set(eval_set.queries) == {"1030303", "1043135"}  # the unjudged query is left out
+    assert eval_set.candidates["1030303"] == ["8726436", "8726437"]
+    assert eval_set.description.startswith("TREC DL 2020 passage")
+
+
+def _v11_row(qid: int, selected: list[int]) -> dict:
+    texts = [f"passage {qid}-{i}" for i in range(len(selected))]
+    return {"query_id": qid, "query": f"query {qid}", "passages": {"is_selected": selected, "passage_text": texts, "url": ["u"] * len(texts)}}
+
+
+def test_the_validation_sets_download_through_their_packages(monkeypatch):
+    """trec-dl-2020 from ir_datasets' judged subset; the v1.1 slice from HF's *train* split, a fixed
+    set of answerable queries whatever the row order."""
+    from collections import namedtuple
+    from types import SimpleNamespace
+
+    qrel, query, scored, doc = (namedtuple(n, f) for n, f in [
+        ("Qrel", "query_id doc_id relevance"), ("Query", "query_id text"), ("Scored", "query_id doc_id score"), ("Doc", "doc_id text")
+    ])
+    loaded: list = []
+    texts = {"p1": "passage one", "p2": "passage two"}
+    dl20 = SimpleNamespace(
+        qrels_iter=lambda: [qrel("q1", "p1", 3), qrel("q1", "p2", 1)],
+        queries_iter=lambda: [query("q1", "how do wings lift"), query("q9", "unjudged")],
+        scoreddocs_iter=lambda: [scored("q1", "p2", 9.5), scored("q1", "p1", 11.0), scored("q9", "p1", 1.0)],
+        docs_store=lambda: SimpleNamespace(get_many_iter=lambda ids: [doc(d, texts[d]) for d in sorted(ids)]),
+    )
+    rows = [_v11_row(i, [0, 1] if i % 3 else [0, 0]) for i in range(30)]
+    fakes = {
+        "ir_datasets": SimpleNamespace(load=lambda name: loaded.append(name) or dl20),
+        "datasets": SimpleNamespace(load_dataset=lambda *args, split: loaded.append((*args, split)) or rows),
+    }
+    monkeypatch.setattr(msmarco, "_optional", fakes.__getitem__)
+    eval_set = load_eval_set(EvalSetSpec(name="trec-dl-2020"))
+    assert loaded.pop() == "msmarco-passage/trec-dl-2020/judged"
+    assert eval_set.candidates == {"q1": ["p1", "p2"]} and eval_set.binary_rel_threshold == 2
+
+    monkeypatch.setitem(msmarco.V11_SETS, "msmarco-v1.1-qna-train-slice", ("train", 5))
+    first = load_eval_set(EvalSetSpec(name="msmarco-v1.1-qna-train-slice"))
+    assert loaded.pop() == ("microsoft/ms_marco", "v1.1", "train")
+    assert len(first.queries) == 5 and all(int(q) % 3 for q in first.queries)  # answerable queries only
+    rows.reverse()
+    assert load_eval_set(EvalSetSpec(name="msmarco-v1.1-qna-train-slice")).queries == first.queries
+
+
 def test_corpus_formats(tmp_path):
     tsv = read_corpus(write(tmp_path, "collection.tsv", "0\tThe presence of communication.\n1\tThe Manhattan Project.\n"))
     assert tsv == {"0": "The presence of communication.", "1": "The Manhattan Project."}
