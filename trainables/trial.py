@@ -18,7 +18,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from eval.evaluator import evaluate_reranker
@@ -26,7 +25,7 @@ from eval.measures import PRIMARY_METRIC
 from study.data import registry
 from study.data.cache import cached_candidates
 from study.data.lock import data_guard
-from study.data.tokenized import tokenize_pairs
+from study.data.training_cache import cached_training_tokens
 from study.spec import TrialSpec
 from trainables.checkpointing import TrainingProgress, load_checkpoint, save_checkpoint, seed_everything
 from trainables.cuda_check import require_cuda
@@ -72,18 +71,10 @@ def run_trial(
     with_types = "token_type_ids" in model_input_names(model)
 
     with data_guard(spec):  # prepared data is read as is; else one process per machine builds it
-        train = registry.load_training_pairs(spec.training.data, seed=spec.training.seed)
         eval_pairs = evaluation_candidates(spec, tokenizer, with_types=with_types)
-    train_tokens = tokenize_pairs(
-        tokenizer,
-        [p.query for p in train],
-        [p.passage for p in train],
-        max_length=spec.model.max_length,
-        with_token_type_ids=with_types,
-    )
-    train_labels = np.array([p.label for p in train], dtype=np.float32)
+        train_tokens, train_labels = training_tokens(spec, tokenizer, with_types=with_types)
 
-    batches_per_epoch = -(-len(train) // spec.training.batch_size)
+    batches_per_epoch = -(-len(train_tokens) // spec.training.batch_size)
     optimizer = build_optimizer(model, spec.optimizer)
     scheduler = build_scheduler(optimizer, spec.schedule, total_steps=batches_per_epoch * spec.training.epochs)
 
@@ -211,6 +202,17 @@ def evaluation_candidates(spec: TrialSpec, tokenizer, *, with_types: bool) -> li
         )
         for e in spec.evaluation
     ]
+
+
+def training_tokens(spec: TrialSpec, tokenizer, *, with_types: bool) -> tuple:
+    """The trial's training pairs, tokenized, and their labels (from the cache, or built and cached)."""
+    return cached_training_tokens(
+        spec.training.data,
+        tokenizer,
+        seed=spec.training.seed,
+        max_length=spec.model.max_length,
+        with_token_type_ids=with_types,
+    )
 
 
 def _due(step: int, every: int | None) -> bool:
