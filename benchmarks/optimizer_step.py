@@ -210,10 +210,10 @@ def choose(rows: list[Row]) -> dict[str, str | None]:
     """Per optimizer: the implementation with the least total step time over the models, among
     those correct on every model (None when none is)."""
     choice: dict[str, str | None] = {}
-    for optimizer in IMPLEMENTATIONS:
+    for optimizer, implementations in IMPLEMENTATIONS.items():
         mine = [r for r in rows if r.optimizer == optimizer]
         totals: dict[str, float] = {}
-        for implementation in IMPLEMENTATIONS[optimizer]:
+        for implementation in implementations:
             ran = [r for r in mine if r.implementation == implementation]
             if ran and all(r.correct for r in ran):
                 totals[implementation] = sum(r.step_ms for r in ran)

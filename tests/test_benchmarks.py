@@ -49,7 +49,12 @@ def test_optimizer_step_check_catches_a_wrong_update():
     """The same-update check can fail: Lion with another beta1 is not the reference Lion."""
     import torch
 
-    from benchmarks.optimizer_step import CHECK_LR, MAX_DIFFERING, compare_updates, make_optimizer
+    from benchmarks.optimizer_step import (
+        CHECK_LR,
+        MAX_DIFFERING,
+        compare_updates,
+        make_optimizer,
+    )
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(32, 64), torch.nn.LayerNorm(64), torch.nn.Linear(64, 1))
