@@ -49,21 +49,6 @@ def test_trec_run_candidates_are_ranked_by_score(tmp_path):
     assert read_candidates(write(tmp_path, "run.trec", run)).ranked == {"q1": ["d1", "d2"], "q2": ["d3"]}
 
 
-def test_dl19_from_official_files(tmp_path):
-    spec = EvalSetSpec(
-        name="trec-dl-2019",
-        files=CollectionSpec(
-            qrels=write(tmp_path, "2019qrels-pass.txt", TREC_QRELS),
-            candidates=write(tmp_path, "msmarco-passagetest2019-top1000.tsv", TOP1000),
-            binary_rel_threshold=2,
-        ),
-    )
-    eval_set = load_eval_set(spec)
-    assert eval_set.binary_rel_threshold == 2 and eval_set.qrels["1037798"]["7067032"] == 3
-    assert eval_set.candidates["1037798"] == ["7067032", "7067030"]
-    assert eval_set.description.startswith("TREC DL 2019 passage")
-
-
 DL20_TOP1000 = (  # msmarco-passagetest2020-top1000.tsv: 200 queries' BM25 top-1000, 54 of them judged
     "1030303\t8726436\twho is aziz hashim\tAziz Hashim is the founder of NRD Capital.\n"
     "1030303\t8726437\twho is aziz hashim\tHashim is a common Arabic name.\n"
@@ -73,20 +58,28 @@ DL20_TOP1000 = (  # msmarco-passagetest2020-top1000.tsv: 200 queries' BM25 top-1
 DL20_QRELS = "1030303 0 8726436 3\n1030303 0 8726437 1\n1043135 0 2387785 2\n"  # 2020qrels-pass.txt
 
 
-def test_dl20_validation_set_from_official_files(tmp_path):
-    """The full-scale search's validation set: DL20's protocol (rel >= 2 binary) without being told."""
+@pytest.mark.parametrize(
+    ("name", "year", "qrels", "top1000", "judged"),
+    [
+        ("trec-dl-2019", 2019, TREC_QRELS, TOP1000, {"1037798", "104861"}),
+        ("trec-dl-2020", 2020, DL20_QRELS, DL20_TOP1000, {"1030303", "1043135"}),  # the full search's validation
+    ],
+)
+def test_dl_sets_from_official_files(tmp_path, name, year, qrels, top1000, judged):
+    """Read under the set's protocol (binary measures count rel >= 2) without being told; only judged
+    queries are kept (DL20's top-1000 file holds 200 queries, 54 of them judged)."""
     spec = EvalSetSpec(
-        name="trec-dl-2020",
+        name=name,
         files=CollectionSpec(
-            qrels=write(tmp_path, "2020qrels-pass.txt", DL20_QRELS),
-            candidates=write(tmp_path, "msmarco-passagetest2020-top1000.tsv", DL20_TOP1000),
+            qrels=write(tmp_path, f"{year}qrels-pass.txt", qrels),
+            candidates=write(tmp_path, f"msmarco-passagetest{year}-top1000.tsv", top1000),
         ),
     )
     eval_set = load_eval_set(spec)
-    assert eval_set.binary_rel_threshold == 2
-    assert set(eval_set.queries) == {"1030303", "1043135"}  # the unjudged query is left out
-    assert eval_set.candidates["1030303"] == ["8726436", "8726437"]
-    assert eval_set.description.startswith("TREC DL 2020 passage")
+    assert eval_set.binary_rel_threshold == 2 and set(eval_set.queries) == judged
+    first = read_candidates(spec.files.candidates).ranked
+    assert all(eval_set.candidates[q] == first[q] for q in judged)  # in the file's BM25 order
+    assert eval_set.description.startswith(f"TREC DL {year} passage")
 
 
 def _v11_row(qid: int, selected: list[int]) -> dict:
