@@ -93,8 +93,11 @@ def make_optimizer(optimizer: str, implementation: str, groups: list[dict], *, l
     return Lion(groups, lr=lr, betas=betas, use_triton=implementation == "triton")
 
 
-def _random_grads(params: list[torch.Tensor], generator: torch.Generator) -> list[torch.Tensor]:
-    return [torch.randn(p.shape, generator=generator, device="cpu").to(p.device, p.dtype) * 1e-2 for p in params]
+def _random_grads(params: list[torch.Tensor], seed: int = SEED) -> list[torch.Tensor]:
+    """The same gradients for every implementation given the seed: drawn on the parameters' device
+    (a GTE-sized model's 305M numbers take seconds on one CPU thread)."""
+    generator = torch.Generator(device=params[0].device).manual_seed(seed)
+    return [torch.randn(p.shape, generator=generator, device=p.device, dtype=p.dtype) * 1e-2 for p in params]
 
 
 def compare_updates(
@@ -108,9 +111,8 @@ def compare_updates(
         groups = _groups_over(model, copy)
         opt = factory(groups)
         params = [p for g in groups for p in g["params"]]
-        generator = torch.Generator().manual_seed(SEED)
-        for _ in range(CHECK_STEPS):
-            for p, g in zip(params, _random_grads(params, generator)):
+        for step in range(CHECK_STEPS):
+            for p, g in zip(params, _random_grads(params, seed=SEED + step)):
                 p.grad = g
             opt.step()
         results.append(torch.cat([p.detach().flatten().float().cpu() for p in params]))
@@ -126,8 +128,7 @@ def _groups_over(model: torch.nn.Module, copies: dict[str, torch.Tensor]) -> lis
 
 def time_step(opt: torch.optim.Optimizer, params: list[torch.Tensor], *, steps: int, warmup: int, device: torch.device) -> float:
     """Milliseconds per optimizer step, gradients fixed."""
-    generator = torch.Generator().manual_seed(SEED)
-    for p, g in zip(params, _random_grads(params, generator)):
+    for p, g in zip(params, _random_grads(params)):
         p.grad = g
     for _ in range(warmup):
         opt.step()
