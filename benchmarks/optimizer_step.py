@@ -14,6 +14,7 @@ per tensor) compares implementations, not optimizers. So, per optimizer and mode
 2. times the step alone (gradients fixed, `--warmup` untimed steps, then `--steps` timed ones, one
    device sync at the end), and one full training step (forward, backward, clipping, step) on a
    synthetic batch of `--batch-size` pairs of `--seq-len` tokens, so the step's share is visible;
+   the implementations take turns, `--rounds` times, and each keeps its median;
 3. picks the fastest correct implementation per optimizer, and says which one the trials use
    here (trainables/optimizers.py: step_implementation) and when the measurement disagrees.
    The fair comparison is Lion's fastest correct step against AdamW's, both printed as a ratio.
@@ -28,6 +29,7 @@ import argparse
 import importlib.util
 import json
 import math
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -175,12 +177,16 @@ def _sync(device: torch.device) -> None:
 
 
 def measure_model(key: str, args: argparse.Namespace, device: torch.device) -> tuple[list[Row], dict[str, str]]:
-    """The rows of one model, and the implementation the trials use per optimizer on its parameters."""
+    """The rows of one model, and the implementation the trials use per optimizer on its parameters.
+
+    The implementations are timed in turn, `--rounds` times, and each row keeps its median, so a
+    machine whose load changes during the run slows every implementation alike."""
     spec, _ = model_spec(key, args.source)
     _, model = load(spec, attention_preference(device.type, half_precision=device.type == "cuda"))
     model.to(device)
     used = {optimizer: step_implementation(model, optimizer) for optimizer in IMPLEMENTATIONS}
-    rows = []
+    rows: list[Row] = []
+    timed: list[tuple[Row, torch.optim.Optimizer, list[float], list[float]]] = []
     for optimizer, implementations in IMPLEMENTATIONS.items():
         lr = thesis.optimizer_settings(key, optimizer)["lr"]
 
@@ -197,13 +203,21 @@ def measure_model(key: str, args: argparse.Namespace, device: torch.device) -> t
                 return make_optimizer(optimizer, implementation, groups, lr=CHECK_LR)
 
             differing, max_diff = compare_updates(model, build, reference)
+            row = Row(key, optimizer, implementation, differing <= MAX_DIFFERING, differing, max_diff, None, None)
             opt = make_optimizer(optimizer, implementation, parameter_groups(model, 0.01), lr=lr)
-            params = [p for p in model.parameters() if p.requires_grad]
-            step_ms = time_step(opt, params, steps=args.steps, warmup=args.warmup, device=device)
-            train_ms = time_train_step(
-                model, opt, batch_size=args.batch_size, seq_len=args.seq_len, steps=args.train_steps, warmup=1, device=device
-            )
-            rows.append(Row(key, optimizer, implementation, differing <= MAX_DIFFERING, differing, max_diff, step_ms, train_ms))
+            rows.append(row)
+            timed.append((row, opt, [], []))
+    params = [p for p in model.parameters() if p.requires_grad]
+    for round_ in range(args.rounds):
+        warmup = args.warmup if round_ == 0 else 0
+        for _, opt, steps, train_steps in timed:
+            steps.append(time_step(opt, params, steps=args.steps, warmup=warmup, device=device))
+            train_steps.append(time_train_step(
+                model, opt, batch_size=args.batch_size, seq_len=args.seq_len, steps=args.train_steps,
+                warmup=1 if round_ == 0 else 0, device=device,
+            ))  # fmt: skip
+    for row, _, steps, train_steps in timed:
+        row.step_ms, row.train_step_ms = statistics.median(steps), statistics.median(train_steps)
     return rows, used
 
 
@@ -239,6 +253,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--train-steps", type=int, default=None, help="timed training steps (default 20; quick: 2)")
     parser.add_argument("--batch-size", type=int, default=thesis.TRAINING["batch_size"])
     parser.add_argument("--seq-len", type=int, default=None, help="tokens per pair (default 128; quick: 32)")
+    parser.add_argument("--rounds", type=int, default=None, help="timings per implementation, in turn; the median (default 3; quick: 1)")
     parser.add_argument("--json", type=Path, help="also write the rows and the choice here")
     args = parser.parse_args(argv)
     quick = args.quick
@@ -247,8 +262,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.warmup = args.warmup if args.warmup is not None else (1 if quick else 10)
     args.train_steps = args.train_steps or (2 if quick else 20)
     args.seq_len = args.seq_len or (32 if quick else 128)
-    if min(args.steps, args.train_steps, args.batch_size, args.seq_len) < 1 or args.warmup < 0:
-        parser.error("expects --steps, --train-steps, --batch-size, --seq-len >= 1 and --warmup >= 0")
+    args.rounds = args.rounds or (1 if quick else 3)
+    if min(args.steps, args.train_steps, args.batch_size, args.seq_len, args.rounds) < 1 or args.warmup < 0:
+        parser.error("expects --steps, --train-steps, --batch-size, --seq-len, --rounds >= 1 and --warmup >= 0")
     return args
 
 
