@@ -53,13 +53,13 @@ NAMED_SETS: dict[str, tuple[str, int]] = {
         1,
     ),
     "trec-dl-2020": (
-        "TREC DL 2020 passage: the 54 judged queries, NIST graded qrels (0-3; binary measures count rel >= 2), "
-        "reranking the official BM25 top-1000; a validation set disjoint from DL19, dev and training queries",
+        ("TREC DL 2020 passage: the 54 judged queries, NIST graded qrels (0-3; binary measures count rel >= 2), "
+        "reranking the official BM25 top-1000; a validation set disjoint from DL19, dev and training queries"),
         2,
     ),
     "msmarco-v1.1-qna-train-slice": (
-        "MS MARCO v1.1 QnA train, a fixed slice of 1,000 queries with a selected passage: the thesis's "
-        "dev protocol (~10 annotator-shown passages per query) on queries that are not in v1.1 dev",
+        ("MS MARCO v1.1 QnA train, a fixed slice of 1,000 queries with a selected passage: the thesis's "
+        "dev protocol (~10 annotator-shown passages per query) on queries that are not in v1.1 dev"),
         1,
     ),
 }
