@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from study.data.tokenized import TokenizedPairs, tokenize_pairs
+from study.tracking.loop_progress import progress
 
 if TYPE_CHECKING:
     import torch
@@ -103,7 +104,9 @@ def score_pairs(
         torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype else contextlib.nullcontext()
     )
     with torch.inference_mode(), autocast, fp32_head(model, device.type):
-        for indices in length_sorted_batches(tokens.lengths, batch_size):
+        batches = length_sorted_batches(tokens.lengths, batch_size)
+        # a bar for large sets only (as in loop_progress: 20k pairs); it counts batches queued to the device
+        for indices in progress(batches, desc="reranking", total=len(batches), min_total=-(-20_000 // batch_size), unit="batches"):
             batch = {k: v.to(device, non_blocking=True) for k, v in tokens.batch(indices).items()}
             logits = model(**batch).logits.reshape(-1).float()
             scores[torch.from_numpy(indices).to(device)] = logits

@@ -29,3 +29,61 @@ def test_tokenized_candidates_are_built_once_and_reused(tmp_path):
 
     cached_candidates(eval_set, tokenizer, **(kwargs | {"max_length": 32}))
     assert len(list((tmp_path / "tokenized").iterdir())) == 2  # another key, another entry
+
+
+TRIPLES = "".join(  # triples.train.small.tsv's layout: query, positive passage, negative passage
+    f"question {i} about wings\tpassage {i} says wings lift\tpassage {i} is about tables\n" for i in range(40)
+)
+
+
+def test_training_pairs_are_sampled_and_tokenized_once_per_data_seed_and_tokenizer(tmp_path, monkeypatch):
+    """A hit reads the entry without touching the source; the seed, max_length, max_pairs or an edited
+    source file make another entry."""
+    import os
+
+    from study.data import registry
+    from study.data.training_cache import cached_training_tokens
+    from study.spec import TrainDataSpec
+
+    tokenizer, _ = load_cross_encoder(ModelSpec(name="m", checkpoint="standin:bert-tiny"))
+    triples = tmp_path / "triples.train.small.tsv"
+    triples.write_text(TRIPLES, encoding="utf-8")
+    data = TrainDataSpec(source="msmarco-passage-train", file=str(triples), max_pairs=20)
+    kwargs = {"seed": 3, "max_length": 32, "with_token_type_ids": True, "directory": tmp_path / "cache"}
+
+    def entries() -> list:
+        return sorted((tmp_path / "cache" / "training").glob("*.npz"))
+
+    (tokens, labels), _ = cached_training_tokens(data, tokenizer, **kwargs)
+    pairs = registry.load_training_pairs(data, seed=3)
+    assert len(tokens) == len(pairs) == 20 and labels.tolist() == [p.label for p in pairs]
+    assert len(entries()) == 1 and entries()[0].name.startswith("msmarco-passage-train-")
+    assert not list((tmp_path / "cache" / "training").glob("*.tmp*"))
+
+    def must_not_sample(*args, **kwargs):
+        raise AssertionError("a cache hit sampled the source again")
+
+    monkeypatch.setattr(registry, "load_training_pairs", must_not_sample)
+    (again, again_labels), _ = cached_training_tokens(data, tokenizer, **kwargs)
+    np.testing.assert_array_equal(again.input_ids, tokens.input_ids)
+    np.testing.assert_array_equal(again.token_type_ids, tokens.token_type_ids)
+    np.testing.assert_array_equal(again.offsets, tokens.offsets)
+    np.testing.assert_array_equal(again_labels, labels)
+    monkeypatch.undo()
+
+    cached_training_tokens(data, tokenizer, **(kwargs | {"seed": 4}))
+    cached_training_tokens(data, tokenizer, **(kwargs | {"max_length": 16}))
+    cached_training_tokens(data.model_copy(update={"max_pairs": 10}), tokenizer, **kwargs)
+    assert len(entries()) == 4
+    triples.write_text(TRIPLES.replace("wings lift", "wings lift a lot"), encoding="utf-8")
+    os.utime(triples, ns=(1, 1))  # a different modification time, whatever the clock's resolution
+    (edited, _), _ = cached_training_tokens(data, tokenizer, **kwargs)
+    assert len(entries()) == 5 and not np.array_equal(edited.offsets, tokens.offsets)
+
+    # Held-out pairs: whole queries apart from the training pairs, cached beside them, read back equal.
+    (train, _), (held, held_labels) = cached_training_tokens(data, tokenizer, **kwargs, heldout_pairs=4)
+    assert len(train) + len(held) == 20 and len(held) >= 4 and len(held_labels) == len(held)
+    assert len(entries()) == 7
+    monkeypatch.setattr(registry, "load_training_pairs", must_not_sample)
+    (_, _), (held_again, _) = cached_training_tokens(data, tokenizer, **kwargs, heldout_pairs=4)
+    np.testing.assert_array_equal(held_again.input_ids, held.input_ids)

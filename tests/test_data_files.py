@@ -11,9 +11,17 @@ import pytest
 
 from study.data import msmarco
 from study.data.bm25 import bm25_candidates, check_java
-from study.data.formats import FormatError, iter_triples, read_candidates, read_corpus, read_judgments, read_queries
-from study.data.local import collection_eval_set, collection_training_pairs, fixed_subset, query_fraction
+from study.data.formats import (
+    FormatError,
+    iter_triples,
+    read_candidates,
+    read_corpus,
+    read_judgments,
+    read_queries,
+)
+from study.data.local import collection_eval_set, collection_training_pairs
 from study.data.registry import load_eval_set, load_training_pairs
+from study.data.subsets import fixed_subset, query_fraction
 from study.spec import CollectionSpec, EvalSetSpec, TrainDataSpec
 
 # Column layouts of the official MS MARCO / TREC DL files (contents made up).
@@ -49,19 +57,77 @@ def test_trec_run_candidates_are_ranked_by_score(tmp_path):
     assert read_candidates(write(tmp_path, "run.trec", run)).ranked == {"q1": ["d1", "d2"], "q2": ["d3"]}
 
 
-def test_dl19_from_official_files(tmp_path):
+DL20_TOP1000 = (  # msmarco-passagetest2020-top1000.tsv: 200 queries' BM25 top-1000, 54 of them judged
+    "1030303\t8726436\twho is aziz hashim\tAziz Hashim is the founder of NRD Capital.\n"
+    "1030303\t8726437\twho is aziz hashim\tHashim is a common Arabic name.\n"
+    "1043135\t2387785\twho killed nicholas ii of russia\tThe Bolsheviks shot the Romanov family in 1918.\n"
+    "1049519\t1800041\twho said no one can make you feel inferior\tEleanor Roosevelt is credited with it.\n"
+)
+DL20_QRELS = "1030303 0 8726436 3\n1030303 0 8726437 1\n1043135 0 2387785 2\n"  # 2020qrels-pass.txt
+
+
+@pytest.mark.parametrize(
+    ("name", "year", "qrels", "top1000", "judged"),
+    [
+        ("trec-dl-2019", 2019, TREC_QRELS, TOP1000, {"1037798", "104861"}),
+        ("trec-dl-2020", 2020, DL20_QRELS, DL20_TOP1000, {"1030303", "1043135"}),  # the full search's validation
+    ],
+)
+def test_dl_sets_from_official_files(tmp_path, name, year, qrels, top1000, judged):
+    """Read under the set's protocol (binary measures count rel >= 2) without being told; only judged
+    queries are kept (DL20's top-1000 file holds 200 queries, 54 of them judged)."""
     spec = EvalSetSpec(
-        name="trec-dl-2019",
+        name=name,
         files=CollectionSpec(
-            qrels=write(tmp_path, "2019qrels-pass.txt", TREC_QRELS),
-            candidates=write(tmp_path, "msmarco-passagetest2019-top1000.tsv", TOP1000),
-            binary_rel_threshold=2,
+            qrels=write(tmp_path, f"{year}qrels-pass.txt", qrels),
+            candidates=write(tmp_path, f"msmarco-passagetest{year}-top1000.tsv", top1000),
         ),
     )
     eval_set = load_eval_set(spec)
-    assert eval_set.binary_rel_threshold == 2 and eval_set.qrels["1037798"]["7067032"] == 3
-    assert eval_set.candidates["1037798"] == ["7067032", "7067030"]
-    assert eval_set.description.startswith("TREC DL 2019 passage")
+    assert eval_set.binary_rel_threshold == 2 and set(eval_set.queries) == judged
+    first = read_candidates(spec.files.candidates).ranked
+    assert all(eval_set.candidates[q] == first[q] for q in judged)  # in the file's BM25 order
+    assert eval_set.description.startswith(f"TREC DL {year} passage")
+
+
+def _v11_row(qid: int, selected: list[int]) -> dict:
+    texts = [f"passage {qid}-{i}" for i in range(len(selected))]
+    return {"query_id": qid, "query": f"query {qid}", "passages": {"is_selected": selected, "passage_text": texts, "url": ["u"] * len(texts)}}
+
+
+def test_the_validation_sets_download_through_their_packages(monkeypatch):
+    """trec-dl-2020 from ir_datasets' judged subset; the v1.1 slice from HF's *train* split, a fixed
+    set of answerable queries whatever the row order."""
+    from collections import namedtuple
+    from types import SimpleNamespace
+
+    qrel, query, scored, doc = (namedtuple(n, f) for n, f in [
+        ("Qrel", "query_id doc_id relevance"), ("Query", "query_id text"), ("Scored", "query_id doc_id score"), ("Doc", "doc_id text")
+    ])
+    loaded: list = []
+    texts = {"p1": "passage one", "p2": "passage two"}
+    dl20 = SimpleNamespace(
+        qrels_iter=lambda: [qrel("q1", "p1", 3), qrel("q1", "p2", 1)],
+        queries_iter=lambda: [query("q1", "how do wings lift"), query("q9", "unjudged")],
+        scoreddocs_iter=lambda: [scored("q1", "p2", 9.5), scored("q1", "p1", 11.0), scored("q9", "p1", 1.0)],
+        docs_store=lambda: SimpleNamespace(get_many_iter=lambda ids: [doc(d, texts[d]) for d in sorted(ids)]),
+    )
+    rows = [_v11_row(i, [0, 1] if i % 3 else [0, 0]) for i in range(30)]
+    fakes = {
+        "ir_datasets": SimpleNamespace(load=lambda name: loaded.append(name) or dl20),
+        "datasets": SimpleNamespace(load_dataset=lambda *args, split: loaded.append((*args, split)) or rows),
+    }
+    monkeypatch.setattr(msmarco, "_optional", fakes.__getitem__)
+    eval_set = load_eval_set(EvalSetSpec(name="trec-dl-2020"))
+    assert loaded.pop() == "msmarco-passage/trec-dl-2020/judged"
+    assert eval_set.candidates == {"q1": ["p1", "p2"]} and eval_set.binary_rel_threshold == 2
+
+    monkeypatch.setitem(msmarco.V11_SETS, "msmarco-v1.1-qna-train-slice", ("train", 5))
+    first = load_eval_set(EvalSetSpec(name="msmarco-v1.1-qna-train-slice"))
+    assert loaded.pop() == ("microsoft/ms_marco", "v1.1", "train")
+    assert len(first.queries) == 5 and all(int(q) % 3 for q in first.queries)  # answerable queries only
+    rows.reverse()
+    assert load_eval_set(EvalSetSpec(name="msmarco-v1.1-qna-train-slice")).queries == first.queries
 
 
 def test_corpus_formats(tmp_path):

@@ -22,10 +22,11 @@ def test_two_processes_preparing_at_once_build_each_cache_once(tmp_path):
         (json.loads(line.removeprefix("prepared: ")) for o in outputs for line in o.splitlines() if line.startswith("prepared: ")),
         key=lambda c: c["trials"],
     )
-    # one built the trial's data (2 evaluation sets -> 2 tokenized caches); the other waited for
-    # the lock, then found it prepared and built nothing
+    # one built the trial's data (the training pairs and 2 evaluation sets -> 3 tokenized caches);
+    # the other waited for the lock, then found it prepared and built nothing
     assert [c["trials"] for c in counts] == [0, 1]
-    assert [c["new_cache_files"] for c in counts] == [0, 2]
+    assert [c["new_cache_files"] for c in counts] == [0, 4]
+    assert len(list((tmp_path / "cache" / "training").glob("*.npz"))) == 2  # training and held-out pairs
     assert counts[0]["already_prepared"] == 1
     assert len(list((tmp_path / "cache" / "tokenized").glob("*.npz"))) == 2
     assert not list((tmp_path / "cache" / "tokenized").glob("*.tmp*"))

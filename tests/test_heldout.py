@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 from study.data.types import TrainingPair
-from trainables.heldout import split_heldout
+from study.data.training_cache import split_heldout
 
 
 def _pairs(n_queries: int, per_query: int) -> list[TrainingPair]:

@@ -50,6 +50,14 @@ def build_optimizer(model: nn.Module, spec: AdamWSpec | LionSpec) -> torch.optim
     raise ValueError(f"unknown optimizer {spec.name!r}; expected 'adamw' or 'lion'")
 
 
+def step_implementation(model: nn.Module, optimizer: str) -> str:
+    """Which implementation build_optimizer gives this model's parameters (benchmarks/optimizer_step.py
+    times each against the others): AdamW fused or for-loop; Lion Triton (per tensor) or plain."""
+    if optimizer == "adamw":
+        return "fused" if _fusable(model) else "forloop"
+    return "triton" if _triton_usable(model) else "plain"
+
+
 def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
     """Bytes held in optimizer state tensors (Lion: one moment per parameter; AdamW: two)."""
     return sum(

@@ -18,7 +18,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from eval.evaluator import evaluate_first_stage, evaluate_reranker
@@ -26,12 +25,12 @@ from eval.measures import PRIMARY_METRIC
 from study.data import registry
 from study.data.cache import cached_candidates
 from study.data.lock import data_guard
-from study.data.tokenized import tokenize_pairs
+from study.data.training_cache import cached_training_tokens
 from study.spec import TrialSpec
 from trainables.checkpointing import TrainingProgress, load_checkpoint, save_checkpoint, seed_everything
 from trainables.cuda_check import require_cuda
 from trainables.determinism import set_deterministic
-from trainables.heldout import HELDOUT_LOSS, split_heldout, tokenize_heldout
+from trainables.heldout import HELDOUT_LOSS, HeldOut
 from trainables.models import attention_preference, load_cross_encoder, model_input_names
 from trainables.optimizers import build_optimizer, optimizer_state_bytes
 from trainables.schedules import build_scheduler
@@ -75,18 +74,9 @@ def run_trial(
     with_types = "token_type_ids" in model_input_names(model)
 
     with data_guard(spec):  # prepared data is read as is; else one process per machine builds it
-        train = registry.load_training_pairs(spec.training.data, seed=spec.training.seed)
-        train, heldout_pairs = split_heldout(train, spec.training.heldout_pairs)
         eval_pairs = evaluation_candidates(spec, tokenizer, with_types=with_types)
-    train_tokens = tokenize_pairs(
-        tokenizer,
-        [p.query for p in train],
-        [p.passage for p in train],
-        max_length=spec.model.max_length,
-        with_token_type_ids=with_types,
-    )
-    train_labels = np.array([p.label for p in train], dtype=np.float32)
-    heldout = tokenize_heldout(tokenizer, heldout_pairs, max_length=spec.model.max_length, with_types=with_types)
+        (train_tokens, train_labels), heldout_entry = training_tokens(spec, tokenizer, with_types=with_types)
+    heldout = HeldOut(*heldout_entry) if heldout_entry is not None else None
 
     def heldout_loss() -> dict:
         """The thesis's evaluation loss (trainables/heldout.py), keyed for a result row or step-log line."""
@@ -95,7 +85,7 @@ def run_trial(
         kwargs = {"batch_size": spec.evaluation[0].batch_size, "device": device, "autocast_dtype": autocast_dtype}
         return {HELDOUT_LOSS: heldout.loss(model, **kwargs)}
 
-    batches_per_epoch = -(-len(train) // spec.training.batch_size)
+    batches_per_epoch = -(-len(train_tokens) // spec.training.batch_size)
     optimizer = build_optimizer(model, spec.optimizer)
     scheduler = build_scheduler(optimizer, spec.schedule, total_steps=batches_per_epoch * spec.training.epochs)
 
@@ -228,6 +218,19 @@ def evaluation_candidates(spec: TrialSpec, tokenizer, *, with_types: bool) -> li
         )
         for e in spec.evaluation
     ]
+
+
+def training_tokens(spec: TrialSpec, tokenizer, *, with_types: bool) -> tuple:
+    """The trial's training pairs and its held-out pairs (None without), each as tokens and labels
+    (from the cache, or built and cached)."""
+    return cached_training_tokens(
+        spec.training.data,
+        tokenizer,
+        seed=spec.training.seed,
+        max_length=spec.model.max_length,
+        with_token_type_ids=with_types,
+        heldout_pairs=spec.training.heldout_pairs,
+    )
 
 
 def _due(step: int, every: int | None) -> bool:

@@ -1,5 +1,7 @@
 """A disk cache of tokenized evaluation candidates, keyed by (data, tokenizer, max_length).
 
+(Training pairs have their own entries, study/data/training_cache.py, in the same directory.)
+
 Tokenizing a large candidate set (TREC DL's 43k pairs, MS MARCO dev's millions) costs more than
 hashing it, so every trial of a study -- and every study on the machine or on a shared volume --
 tokenizes each set once per tokenizer. Entries are written atomically (write, then rename), so
@@ -45,29 +47,38 @@ def cached_candidates(
     key = _fingerprint(eval_set, qids, docids, tokenizer, max_length, with_token_type_ids)
     path = (directory or cache_dir()) / "tokenized" / f"{eval_set.name}-{key[:20]}.npz"
     if path.exists():
-        with np.load(path) as saved:
-            types = saved["token_type_ids"] if with_token_type_ids else None
-            tokens = TokenizedPairs(saved["input_ids"], types, saved["offsets"], int(saved["pad_token_id"]))
+        tokens, _ = load_tokens(path, with_token_type_ids=with_token_type_ids)
         return with_tokens(eval_set, qids, docids, tokens)
     pairs = tokenize_candidates(
         eval_set, tokenizer, max_length=max_length, with_token_type_ids=with_token_type_ids, depth=depth
     )
-    _save(path, pairs.tokens)
+    save_tokens(path, pairs.tokens)
     return pairs
 
 
-def _save(path: Path, tokens: TokenizedPairs) -> None:
+def save_tokens(path: Path, tokens: TokenizedPairs, **extra: np.ndarray) -> None:
+    """Write atomically (a temporary file, then rename): readers see a whole entry or none."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
     arrays = {"input_ids": tokens.input_ids, "offsets": tokens.offsets, "pad_token_id": np.array(tokens.pad_token_id)}
     if tokens.token_type_ids is not None:
         arrays["token_type_ids"] = tokens.token_type_ids
-    np.savez(tmp, **arrays)
+    np.savez(tmp, **arrays, **extra)
     os.replace(tmp, path)
 
 
-def _fingerprint(eval_set, qids, docids, tokenizer, max_length: int, with_types: bool) -> str:
-    digest = hashlib.sha256()
+def load_tokens(path: Path, *, with_token_type_ids: bool) -> tuple[TokenizedPairs, dict[str, np.ndarray]]:
+    """An entry save_tokens wrote: the tokens, and the extra arrays saved with them."""
+    with np.load(path) as saved:
+        types = saved["token_type_ids"] if with_token_type_ids else None
+        tokens = TokenizedPairs(saved["input_ids"], types, saved["offsets"], int(saved["pad_token_id"]))
+        known = {"input_ids", "offsets", "pad_token_id", "token_type_ids"}
+        extra = {name: saved[name] for name in saved.files if name not in known}
+    return tokens, extra
+
+
+def tokenizer_identity(digest, tokenizer: PreTrainedTokenizerBase, max_length: int, with_types: bool) -> None:
+    """Feed what decides the tokens into `digest`: the tokenizer's definition and the call's settings."""
     for part in (type(tokenizer).__name__, tokenizer.name_or_path, str(len(tokenizer)), str(max_length), str(with_types)):
         digest.update(part.encode() + b"\0")
     backend = getattr(tokenizer, "backend_tokenizer", None)
@@ -76,6 +87,11 @@ def _fingerprint(eval_set, qids, docids, tokenizer, max_length: int, with_types:
         for per_call in ("truncation", "padding"):  # set by each encode call, not part of the identity
             definition.pop(per_call, None)
         digest.update(json.dumps(definition, sort_keys=True).encode())
+
+
+def _fingerprint(eval_set, qids, docids, tokenizer, max_length: int, with_types: bool) -> str:
+    digest = hashlib.sha256()
+    tokenizer_identity(digest, tokenizer, max_length, with_types)
     for qid, docid in zip(qids, docids):
         digest.update(f"{qid}\0{eval_set.queries[qid]}\0{docid}\0{eval_set.passages[docid]}\0".encode())
     return digest.hexdigest()

@@ -6,22 +6,23 @@ text is missing are an error, queries without judgments are left out (with a war
 
 from __future__ import annotations
 
-import hashlib
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 from study.data.bm25 import bm25_candidates
-from study.data.formats import FormatError, read_candidates, read_corpus, read_judgments, read_queries
+from study.data.formats import (
+    FormatError,
+    read_candidates,
+    read_corpus,
+    read_judgments,
+    read_queries,
+)
 from study.data.msmarco import rel_threshold
+from study.data.subsets import query_fraction
 from study.data.types import EvalSet, TrainingPair
 from study.spec import CollectionSpec
 
 log = logging.getLogger(__name__)
-
-
-def query_fraction(qid: str) -> float:
-    """A stable pseudo-random number in [0, 1) per query id: splits and subsets never move."""
-    return int.from_bytes(hashlib.sha1(qid.encode()).digest()[:8], "big") / 2**64
 
 
 def in_split(spec: CollectionSpec) -> Callable[[str], bool]:
@@ -30,12 +31,6 @@ def in_split(spec: CollectionSpec) -> Callable[[str], bool]:
     if spec.split == "test":
         return lambda qid: query_fraction(qid) < spec.test_fraction
     return lambda qid: query_fraction(qid) >= spec.test_fraction
-
-
-def fixed_subset(qids: Iterable[str], n: int | None) -> set[str]:
-    """The same `n` queries every time, whatever order they are read in."""
-    ordered = sorted(qids, key=query_fraction)
-    return set(ordered if n is None else ordered[:n])
 
 
 def collection_eval_set(name: str, spec: CollectionSpec, *, description: str = "") -> EvalSet:

@@ -11,6 +11,17 @@ The two MS MARCO dev protocols are different measurements:
   selected passage cannot be answered by any ranking and are left out (counted in a warning).
 - `msmarco-dev-small-top1000`: dev/small's 6,980 queries reranking the official BM25 top-1000, the
   literature's protocol (BM25 alone 0.187 MRR@10; good cross-encoders about 0.39).
+
+Two validation sets for the full-scale search (--search), disjoint from both test sets (DL19 and
+v1.1 dev) and cheap enough to evaluate every few thousand steps:
+- `trec-dl-2020`: TREC DL 2020 passage, the 54 judged queries with NIST graded qrels, reranking the
+  official BM25 top-1000 (about 54k pairs). The literature selects on it; its queries come from
+  MS MARCO's held-out eval queries, so none is a training query. The nDCG@10 role (the default).
+- `msmarco-v1.1-qna-train-slice`: a fixed slice of 1,000 MS MARCO v1.1 QnA *train* queries (those
+  with a selected passage, chosen by a hash of the query id), in the thesis's dev protocol (~10
+  shown passages each, about 10k pairs). The RR@10 (MRR@10) role. Its queries are not in v1.1
+  dev; MS MARCO passage train draws on the same pool of Bing queries, so some may also be
+  training queries (not checked here: no offline copy of the training queries).
 """
 
 from __future__ import annotations
@@ -20,6 +31,7 @@ import random
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from study.data.subsets import fixed_subset
 from study.data.types import EvalSet, TrainingPair
 from study.tracking.loop_progress import progress
 
@@ -47,17 +59,26 @@ NAMED_SETS: dict[str, tuple[str, int]] = {
         "MS MARCO passage dev/small: 6,980 queries reranking the official BM25 top-1000 (the literature's protocol)",
         1,
     ),
-    "msmarco-dev-validation": (
-        "a fixed slice of MS MARCO passage dev queries outside dev/small, for hyperparameter selection "
-        "(--search); its loader is not in this build",
+    "trec-dl-2020": (
+        ("TREC DL 2020 passage: the 54 judged queries, NIST graded qrels (0-3; binary measures count rel >= 2), "
+        "reranking the official BM25 top-1000; a validation set disjoint from DL19, dev and training queries"),
+        2,
+    ),
+    "msmarco-v1.1-qna-train-slice": (
+        ("MS MARCO v1.1 QnA train, a fixed slice of 1,000 queries with a selected passage: the thesis's "
+        "dev protocol (~10 annotator-shown passages per query) on queries that are not in v1.1 dev"),
         1,
     ),
 }
-# Declared so specs can name them, but with no loader yet: asking for one is an error that says so.
-NOT_BUILT: frozenset[str] = frozenset({"msmarco-dev-validation"})
+# The v1.1 QnA sets: Hugging Face `microsoft/ms_marco` v1.1 split, and how many queries are kept.
+V11_SETS: dict[str, tuple[str, int | None]] = {
+    "msmarco-v1.1-qna-dev": ("validation", None),
+    "msmarco-v1.1-qna-train-slice": ("train", 1000),
+}
 TRAIN_SOURCE = "msmarco-passage-train"
 _IR_DATASETS_IDS = {
     "trec-dl-2019": "msmarco-passage/trec-dl-2019/judged",
+    "trec-dl-2020": "msmarco-passage/trec-dl-2020/judged",
     "msmarco-dev-small-top1000": "msmarco-passage/dev/small",
     TRAIN_SOURCE: "msmarco-passage/train/triples-small",
 }
@@ -125,14 +146,24 @@ def rel_threshold(name: str, given: int | None) -> int:
     return NAMED_SETS[name][1] if name in NAMED_SETS else 1
 
 
+def v11_slice(rows, n: int | None) -> Iterator[dict]:
+    """The rows of a fixed set of `n` queries that have a selected passage (all when n is None);
+    the same queries whatever order the rows come in. `rows` is read twice (a list or a HF dataset)."""
+    if n is None:
+        yield from rows
+        return
+    answerable = (str(row["query_id"]) for row in rows if any(row["passages"]["is_selected"]))
+    keep = fixed_subset(answerable, n)
+    yield from (row for row in rows if str(row["query_id"]) in keep)
+
+
 def download_eval_set(name: str) -> EvalSet:
     """A named set through ir_datasets or Hugging Face datasets (needs internet or a filled cache)."""
-    if name in NOT_BUILT:
-        raise RuntimeError(f"{name}: {NAMED_SETS[name][0]}; select on a set you give with `files:` instead")
-    if name == "msmarco-v1.1-qna-dev":
+    if name in V11_SETS:
+        split, queries = V11_SETS[name]
         datasets = _optional("datasets")
-        rows = datasets.load_dataset("microsoft/ms_marco", "v1.1", split="validation")
-        return v11_rows_to_eval_set(rows, name=name)
+        rows = datasets.load_dataset("microsoft/ms_marco", "v1.1", split=split)
+        return v11_rows_to_eval_set(v11_slice(rows, queries), name=name)
     ir_datasets = _optional("ir_datasets")
     dataset = ir_datasets.load(_IR_DATASETS_IDS[name])
     qrels: dict[str, dict[str, int]] = {}

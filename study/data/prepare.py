@@ -2,8 +2,8 @@
 
     python -m study.data.prepare --grid thesis [the other study.run options]
 
-For every distinct piece a study's trials use: the training pairs (MS MARCO's downloads and
-ir_datasets' docstore on first use), the evaluation sets, each model's files (and remote code,
+For every distinct piece a study's trials use: the training pairs, sampled and tokenized per
+tokenizer (MS MARCO's downloads and ir_datasets' docstore on first use), the evaluation sets, each model's files (and remote code,
 executed once here rather than by several trials at once racing on Hugging Face's module cache),
 and the tokenized candidates of every evaluation set per tokenizer (STUDY_CACHE_DIR). The work
 runs under one exclusive file lock per cache directory (study/data/lock.py), so two processes
@@ -28,9 +28,8 @@ if TYPE_CHECKING:
 
 def prepare_trials(trials: Sequence[TrialSpec]) -> dict[str, int]:
     """Build everything `trials` read; returns counts of what was done (for the log and the tests)."""
-    from study.data import registry
     from trainables.models import load_cross_encoder, model_input_names
-    from trainables.trial import evaluation_candidates
+    from trainables.trial import evaluation_candidates, training_tokens
 
     counts = {"trials": 0, "already_prepared": 0, "new_cache_files": 0}
     with data_lock() as waited:
@@ -42,10 +41,10 @@ def prepare_trials(trials: Sequence[TrialSpec]) -> dict[str, int]:
             if key in done or marker(trial).exists():
                 counts["already_prepared"] += 1
                 continue
-            registry.load_training_pairs(trial.training.data, seed=trial.training.seed)
             tokenizer, model = load_cross_encoder(trial.model)  # files, and remote code run once
             with_types = "token_type_ids" in model_input_names(model)
             del model
+            training_tokens(trial, tokenizer, with_types=with_types)
             evaluation_candidates(trial, tokenizer, with_types=with_types)
             marker(trial).parent.mkdir(parents=True, exist_ok=True)
             marker(trial).write_text(trial.model_dump_json())
@@ -56,8 +55,7 @@ def prepare_trials(trials: Sequence[TrialSpec]) -> dict[str, int]:
 
 
 def _cache_files() -> set[Path]:
-    root = cache_dir() / "tokenized"
-    return set(root.glob("*.npz")) if root.exists() else set()
+    return {path for room in ("tokenized", "training") for path in (cache_dir() / room).glob("*.npz")}
 
 
 def study_trials(argv: Sequence[str]) -> list[TrialSpec]:

@@ -14,7 +14,8 @@ import functools
 import importlib.util
 
 from study.data import msmarco
-from study.data.local import collection_eval_set, collection_training_pairs, fixed_subset
+from study.data.local import collection_eval_set, collection_training_pairs
+from study.data.subsets import fixed_subset
 from study.data.types import EvalSet, TrainingPair
 from study.names import check_name
 from study.spec import EvalSetSpec, TrainDataSpec
@@ -62,6 +63,8 @@ def load_eval_set(spec: EvalSetSpec) -> EvalSet:
     elif spec.files is not None:
         named = msmarco.NAMED_SETS.get(spec.name)
         eval_set = collection_eval_set(spec.name, spec.files, description=named[0] if named else "")
+        if named:  # a named set's files are read under its protocol (DL: binary measures count rel >= 2)
+            eval_set = dataclasses.replace(eval_set, binary_rel_threshold=named[1])
     else:
         eval_set = msmarco.download_eval_set(spec.name)
     return _subset(eval_set, spec.max_queries)
@@ -93,10 +96,8 @@ def check_available(evaluation: list[EvalSetSpec], training: TrainDataSpec) -> N
     needs: set[str] = set()
     for spec in evaluation:
         check_eval_set(spec)
-        if spec.files is None and spec.name in msmarco.NOT_BUILT:
-            msmarco.download_eval_set(spec.name)  # raises, saying what is missing
         if spec.files is None and spec.name in msmarco.NAMED_SETS:
-            needs.add("datasets" if spec.name == "msmarco-v1.1-qna-dev" else "ir_datasets")
+            needs.add("datasets" if spec.name in msmarco.V11_SETS else "ir_datasets")
     if training.source == msmarco.TRAIN_SOURCE and training.file is None:
         needs.add("ir_datasets")
     missing = sorted(m for m in needs if importlib.util.find_spec(m) is None)

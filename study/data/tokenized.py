@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from study.tracking.loop_progress import progress
+
 if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedTokenizerBase
@@ -68,7 +70,8 @@ def tokenize_pairs(
     ids_parts: list[np.ndarray] = []
     type_parts: list[np.ndarray] = []
     lengths: list[int] = []
-    for start in range(0, len(queries), _CHUNK):
+    chunks = range(0, len(queries), _CHUNK)
+    for start in progress(chunks, desc="tokenizing pairs", total=len(chunks), min_total=5, unit="chunks of 4096"):
         encoded = tokenizer(
             list(queries[start : start + _CHUNK]),
             list(passages[start : start + _CHUNK]),

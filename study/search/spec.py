@@ -29,8 +29,10 @@ RUNGS: tuple[str, ...] = ("epochs", "steps")
 # Step rungs: the validation set is evaluated about this many times an epoch (full scale: every
 # 12.5k of 125k steps), so ASHA can stop a weak configuration within the first epoch.
 VALIDATIONS_PER_EPOCH = 10
-# At full scale the validation set is a fixed slice of MS MARCO dev queries (study/data/registry.py).
-FULL_VALIDATION_SET = "msmarco-dev-validation"
+# At full scale: TREC DL 2020 (nDCG and the other graded metrics), or a fixed slice of v1.1 QnA
+# train queries for RR@k, the thesis's dev-protocol metric (study/data/msmarco.py says why).
+FULL_VALIDATION_SET = "trec-dl-2020"
+FULL_RR_VALIDATION_SET = "msmarco-v1.1-qna-train-slice"
 
 
 class _Spec(BaseModel):
@@ -166,7 +168,7 @@ def build_search(
     check_metric_names([metric])
     thesis = grids.restrict(grids.build_study("thesis", scale=scale), models=models, optimizers=optimizers, epochs=epochs)
     overrides = [spaces.parse_range_override(text, spaces.OPTIMIZERS) for text in ranges]
-    validation = validation_set_for(thesis.trials[0])
+    validation = validation_set_for(thesis.trials[0], metric)
     name = name or grids.default_study_name("search", scale)
     pairs = [_pair(trial, validation, metric, overrides, max_pairs) for trial in thesis.trials]
     if rungs == "steps":
@@ -202,10 +204,12 @@ def with_validation_every(pair: SearchPair, steps: int) -> SearchPair:
     return SearchPair.model_validate(pair.model_dump(mode="json") | {"trial": trial})
 
 
-def validation_set_for(trial: TrialSpec) -> str:
-    """Built-in data: its validation queries; MS MARCO: a fixed slice of its dev queries."""
+def validation_set_for(trial: TrialSpec, metric: str = "nDCG@10") -> str:
+    """Built-in data: its validation queries; MS MARCO: TREC DL 2020, or the v1.1 train slice for RR@k."""
     data = trial.training.data
-    return f"builtin-{data.size}-validation" if data.source == "builtin" else FULL_VALIDATION_SET
+    if data.source == "builtin":
+        return f"builtin-{data.size}-validation"
+    return FULL_RR_VALIDATION_SET if metric.startswith("RR") else FULL_VALIDATION_SET
 
 
 def default_optuna_storage(storage: str, name: str) -> str:
