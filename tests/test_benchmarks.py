@@ -18,6 +18,7 @@ def test_vs_sentence_transformers_quick_run_agrees_with_the_reference():
         "--candidates", "20", "--evaluations", "1", "--max-length", "64",
     )  # fmt: skip
     assert "training pairs/s" in out and "reranking pairs/s" in out and "bucketed batches pairs/s" in out
+    assert "training tokens per real token" in out  # each side's batch padding, beside the ratio
     # Same weights, same batch: the first step's loss and gradient norm and the scores must agree.
     assert "first-step loss" in out and out.count(": agree") >= 3, out
 
