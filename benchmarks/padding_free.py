@@ -43,7 +43,12 @@ from search_spaces import thesis
 from study.data import registry
 from study.data.tokenized import TokenizedPairs, tokenize_pairs
 from study.spec import AdamWSpec, CollectionSpec, ModelSpec, ScheduleSpec, TrainDataSpec
-from trainables.models import load_cross_encoder, model_from_config, model_input_names, stand_in_tokenizer_path
+from trainables.models import (
+    load_cross_encoder,
+    model_from_config,
+    model_input_names,
+    stand_in_tokenizer_path,
+)
 from trainables.optimizers import build_optimizer
 from trainables.packed import set_padding_free
 from trainables.schedules import build_scheduler
@@ -177,10 +182,10 @@ def train_run(model, start: dict, tokens: TokenizedPairs, labels: np.ndarray, ba
     model.load_state_dict(start)
     optimizer = build_optimizer(model, AdamWSpec(lr=2e-5))
     scheduler = build_scheduler(optimizer, ScheduleSpec(name="constant", warmup_steps=1000), total_steps=len(batches))
-    common = dict(
-        device=torch.device("cpu"), autocast_dtype=None, grad_clip=1.0, log_every=10**9, epoch=1,
-        on_log=lambda line: None,
-    )  # fmt: skip
+    common = {
+        "device": torch.device("cpu"), "autocast_dtype": None, "grad_clip": 1.0, "log_every": 10**9, "epoch": 1,
+        "on_log": lambda line: None,
+    }  # fmt: skip
     warm, timed = batches[: args.warmup], batches[args.warmup :]
     if warm:
         train_one_epoch(model, optimizer, scheduler, tokens, labels, warm, first_step=0, **common)
