@@ -4,15 +4,20 @@
     python -m benchmarks.gpu_mfu --source config   # the same sizes built from configs: no downloads
     python -m benchmarks.gpu_mfu --source smoke    # tiny stand-ins: exercises the script on a CPU
 
-Per model it runs the project's training loop as a trial does (`trainables.training`: length-bucketed
-batches of 16 pairs from the built-in demo collection, bf16 autocast with fp32 weights, fused AdamW,
-DataLoader workers padding batches into pinned memory): `--warmup` untimed steps, then `--steps`
-timed ones, ending with one device sync. A few minutes of device time for all three.
+Per model it runs the project's training loop as a trial does (`trainables.training`: random
+batches of 16 pairs from the built-in demo collection, the thesis's protocol; bf16 autocast with fp32
+weights, fused AdamW, DataLoader workers padding batches into pinned memory): `--warmup` untimed
+steps, then `--steps` timed ones, ending with one device sync; twice, on the same batches from the
+same loaded weights with a fresh optimizer: padded (`training.padding_free: false`) and padding-free
+(the default; trainables/packed.py), so the gain is known where the thesis's runs happen. A family
+without a padding-free forward (GTE's remote code; its RoFormer stand-in) runs padded only and says
+so. A few minutes of device time for all three.
 
 MFU = 6 x non-embedding parameters x real (unpadded) tokens / seconds / the device's peak dense bf16
 FLOP/s (the usual model-FLOPs count: padding, attention scores and recomputation are not credited).
-"executed" is what torch.utils.flop_counter counts for the padded batches the loop really ran (so
-the [CLS]-only last BERT layer shows there as fewer FLOPs).
+"executed" is what torch.utils.flop_counter counts for the batches the loop really ran, counted on
+the first batch and scaled by computed tokens (padded: B x L per batch; padding-free: the real
+tokens), so the [CLS]-only last BERT layer and the skipped padding show there as fewer FLOPs.
 
 `--source config` builds each thesis architecture at its real size with random weights: MiniLM-L12
 (BERT, H384), ModernBERT-base, and for gte-multilingual-base (remote code, not buildable offline) a
@@ -48,6 +53,7 @@ from trainables.models import (
     stand_in_tokenizer_path,
 )
 from trainables.optimizers import build_optimizer
+from trainables.packed import set_padding_free
 from trainables.schedules import build_scheduler
 from trainables.training import epoch_batches, train_one_epoch
 
@@ -64,6 +70,7 @@ PEAK_BF16_TFLOPS: tuple[tuple[str, float], ...] = (
 )
 
 SOURCES = ("hub", "config", "smoke")
+FORWARDS = ("padded", "padding-free")
 SEED = 12
 
 
@@ -72,6 +79,7 @@ class Result:
     model: str
     built_from: str
     attention: str
+    forward: str  # "padded" or "padding-free"
     non_embedding_params: int
     steps: int
     pairs_per_s: float
@@ -157,7 +165,8 @@ def load(spec: ModelSpec, attention: tuple[str, ...]):
     return AutoTokenizer.from_pretrained(stand_in_tokenizer_path()), model_from_config(config, attention=attention)
 
 
-def measure(key: str, args: argparse.Namespace, device: torch.device, peak: float | None) -> Result:
+def measure(key: str, args: argparse.Namespace, device: torch.device, peak: float | None) -> list[Result]:
+    """Padded, then padding-free where the family has that forward: the same batches and weights."""
     spec, built_from = model_spec(key, args.source)
     bf16 = device.type == "cuda"
     tokenizer, model = load(spec, attention_preference(device.type, half_precision=bf16))
@@ -179,8 +188,24 @@ def measure(key: str, args: argparse.Namespace, device: torch.device, peak: floa
         epoch += 1
         batches += epoch_batches(tokens.lengths, args.batch_size, batching="random", seed=SEED, epoch=epoch)
     warm, timed = batches[: args.warmup], batches[args.warmup : args.warmup + args.steps]
+    start = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    results = []
+    for forward in FORWARDS:
+        if not set_padding_free(model, forward == "padding-free"):
+            break  # no padding-free forward for this family: padded only
+        model.load_state_dict(start)
+        results.append(_measure_one(model, spec, built_from, forward, tokens, labels, warm, timed, args, device, peak))
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    if not results:  # a family set_padding_free does not know (remote code): its own, padded forward
+        results.append(_measure_one(model, spec, built_from, "padded", tokens, labels, warm, timed, args, device, peak))
+    return results
+
+
+def _measure_one(model, spec, built_from, forward, tokens, labels, warm, timed, args, device, peak) -> Result:
+    bf16 = device.type == "cuda"
     optimizer = build_optimizer(model, AdamWSpec(lr=2e-5))
-    scheduler = build_scheduler(optimizer, ScheduleSpec(name="constant", warmup_steps=1000), total_steps=len(batches))
+    scheduler = build_scheduler(optimizer, ScheduleSpec(name="constant", warmup_steps=1000), total_steps=len(warm) + len(timed))
     workers = args.loader_workers if args.loader_workers is not None else (3 if device.type == "cuda" else 0)
     common = dict(
         device=device,
@@ -198,12 +223,13 @@ def measure(key: str, args: argparse.Namespace, device: torch.device, peak: floa
     real = int(sum(tokens.lengths[b].sum() for b in timed))
     computed = int(sum(tokens.lengths[b].max() * len(b) for b in timed))
     params = non_embedding_params(model)
-    executed = executed_flops(model, tokens, labels, timed, device=device, bf16=bf16)
+    executed = executed_flops(model, tokens, labels, timed, device=device, bf16=bf16, packed=forward == "padding-free")
     peak_bytes = memory.cuda_bytes if memory.cuda_bytes is not None else memory.rss_bytes
     return Result(
-        model=key,
+        model=spec.name,
         built_from=built_from,
         attention=model.config._attn_implementation,
+        forward=forward,
         non_embedding_params=params,
         steps=stats.steps,
         pairs_per_s=stats.pairs_per_s,
@@ -220,9 +246,12 @@ def non_embedding_params(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters()) - embedding
 
 
-def executed_flops(model, tokens, labels, batches, *, device: torch.device, bf16: bool) -> float | None:
+def executed_flops(
+    model, tokens, labels, batches, *, device: torch.device, bf16: bool, packed: bool
+) -> float | None:
     """FLOPs of forward + backward over `batches` as torch.utils.flop_counter counts them, from a
-    count on the first batch scaled by computed (padded) tokens; None if counting fails."""
+    count on the first batch scaled by computed tokens (padded: B x L; `packed`: the real ones);
+    None if counting fails."""
     import contextlib
 
     from torch.utils.flop_counter import FlopCounterMode
@@ -242,8 +271,10 @@ def executed_flops(model, tokens, labels, batches, *, device: torch.device, bf16
         return None
     finally:
         model.zero_grad(set_to_none=True)
-    per_token = counter.get_total_flops() / (tokens.lengths[first].max() * len(first))
-    return per_token * sum(tokens.lengths[b].max() * len(b) for b in batches)
+    def computed(b: np.ndarray) -> int:
+        return int(tokens.lengths[b].sum()) if packed else int(tokens.lengths[b].max()) * len(b)
+
+    return counter.get_total_flops() / computed(first) * sum(computed(b) for b in batches)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -259,12 +290,12 @@ def main(argv: list[str] | None = None) -> int:
     for key in args.models:
         start = time.perf_counter()
         try:
-            result = measure(key, args, device, peak)
+            done = measure(key, args, device, peak)
         except (RuntimeError, OSError, ValueError) as err:  # e.g. the hub cannot be reached
             note, reason = model_spec(key, args.source)[1], str(err).splitlines()[0]
-            result = Result(key, note, "", 0, 0, 0.0, 0.0, 0.0, None, None, 0.0, error=reason)
+            done = [Result(key, note, "", "", 0, 0, 0.0, 0.0, 0.0, None, None, 0.0, error=reason)]
         print(f"  {key}: done in {time.perf_counter() - start:.0f} s", flush=True)
-        results.append(result)
+        results += done
         if device.type == "cuda":
             torch.cuda.empty_cache()
     print_table(results)
@@ -274,9 +305,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def print_table(results: list[Result]) -> None:
-    row = "{:12}{:>10}{:>10}{:>12}{:>9}{:>8}{:>11}{:>10}  {}"
+    row = "{:12}{:14}{:>10}{:>10}{:>12}{:>9}{:>8}{:>11}{:>10}  {}"
     print()
-    header = ("model", "params*", "pairs/s", "tokens/s", "padding", "MFU", "exec TF/s", "peak GiB", "attention/source")
+    header = (
+        "model", "forward", "params*", "pairs/s", "tokens/s", "padding", "MFU", "exec TF/s", "peak GiB",
+        "attention/source",
+    )  # fmt: skip
     print(row.format(*header))
     for r in results:
         if r.error:
@@ -285,6 +319,7 @@ def print_table(results: list[Result]) -> None:
         print(
             row.format(
                 r.model,
+                r.forward,
                 f"{r.non_embedding_params / 1e6:.3g}M",
                 f"{r.pairs_per_s:.1f}",
                 f"{r.real_tokens_per_s:.0f}",
@@ -296,6 +331,13 @@ def print_table(results: list[Result]) -> None:
             )
         )
     print("* non-embedding parameters; MFU = 6 x params* x real tokens / time / peak bf16 FLOP/s")
+    print("padding: computed positions per real token of the padded batches (random batches)")
+    for key in dict.fromkeys(r.model for r in results if not r.error):
+        padded, free = (next((r for r in results if r.model == key and r.forward == f), None) for f in FORWARDS)
+        if padded and free:
+            print(f"{key}: padding-free / padded pairs/s {free.pairs_per_s / padded.pairs_per_s:.2f}x")
+        elif padded:
+            print(f"{key}: padded only (no padding-free forward for this family)")
 
 
 if __name__ == "__main__":

@@ -151,6 +151,7 @@ class TrainRun:
     seconds: float  # wall clock
     cpu_seconds: float  # this process's CPU time, all threads: less sensitive to other load
     memory: PeakMemory
+    padding: float  # positions of the timed batches' padded shapes per real token
 
     @property
     def pairs_per_s(self) -> float:
@@ -233,8 +234,9 @@ def train_project(
     # tokenizing all the pairs (warm-up ones too) is charged to the timed steps
     return TrainRun(
         "project" if batching == "random" else f"project-{batching}",
-        stats.pairs, stats.seconds + tokenize_seconds, cpu_seconds + tokenize_cpu_seconds, memory
-    )
+        stats.pairs, stats.seconds + tokenize_seconds, cpu_seconds + tokenize_cpu_seconds, memory,
+        _batch_padding([tokens.lengths[b] for b in timed]),
+    )  # fmt: skip
 
 
 def train_sentence_transformers(
@@ -252,6 +254,11 @@ def train_sentence_transformers(
 
         def on_step_end(self, *_, **__) -> None:
             self.ends.append((time.perf_counter(), time.process_time()))
+
+    shapes: list[np.ndarray] = []  # each training forward's real lengths, from its attention mask
+
+    def record(_module, _args, kwargs) -> None:
+        shapes.append(kwargs["attention_mask"].sum(1).numpy())
 
     dataset = Dataset.from_dict(
         {"query": [p.query for p in pairs], "passage": [p.passage for p in pairs], "label": [p.label for p in pairs]}
@@ -288,7 +295,12 @@ def train_sentence_transformers(
             callbacks=[clock],
         )
         trainer.remove_callback(PrinterCallback)  # it prints the Trainer's summary dict
-        trainer.train()
+        # On the encoder: sentence-transformers calls the classifier's bound forward, which skips hooks.
+        hook = sides.cross_encoder.model.base_model.register_forward_pre_hook(record, with_kwargs=True)
+        try:
+            trainer.train()
+        finally:
+            hook.remove()
         optimizer = getattr(trainer.optimizer, "optimizer", trainer.optimizer)  # accelerate wraps it
     if not (isinstance(optimizer, torch.optim.AdamW) and optimizer.defaults.get("fused")):
         raise RuntimeError(f"expected the Trainer's default fused AdamW, but it built {optimizer!r}")
@@ -297,7 +309,13 @@ def train_sentence_transformers(
         raise RuntimeError(f"expected one epoch of {len(pairs) // args.batch_size} steps, but the trainer ran {steps}")
     first_timed = clock.ends[args.warmup_steps - 1] if args.warmup_steps else start
     wall, cpu = (end - begin for end, begin in zip(clock.ends[-1], first_timed))
-    return TrainRun("sentence-transformers", (steps - args.warmup_steps) * args.batch_size, wall, cpu, memory)
+    timed = (steps - args.warmup_steps) * args.batch_size
+    return TrainRun("sentence-transformers", timed, wall, cpu, memory, _batch_padding(shapes[args.warmup_steps :]))
+
+
+def _batch_padding(batches: list[np.ndarray]) -> float:
+    """Positions a padded forward computes per real token, over batches given as their pairs' lengths."""
+    return sum(int(b.max()) * len(b) for b in batches) / sum(int(b.sum()) for b in batches)
 
 
 def compare_training(sides: Sides, args: argparse.Namespace) -> dict:
@@ -332,6 +350,7 @@ def compare_training(sides: Sides, args: argparse.Namespace) -> dict:
         "ratio": median(o.pairs_per_s / r.pairs_per_s for o, r in zip(ours, reference)),
         "cpu_ratio": median(o.pairs_per_cpu_s / r.pairs_per_cpu_s for o, r in zip(ours, reference)),
         "round_ratios": [o.pairs_per_s / r.pairs_per_s for o, r in zip(ours, reference)],
+        "padding": {side: statistics.mean(r.padding for r in rs) for side, rs in runs.items()},
         "bucketed": {  # training.batching: bucketed, against the same reference runs
             "pairs_per_s": median(b.pairs_per_s for b in buckets),
             "ratio": median(b.pairs_per_s / r.pairs_per_s for b, r in zip(buckets, reference)),
@@ -564,6 +583,14 @@ def print_report(results: dict) -> bool:
     if "training" in results:
         t = results["training"]
         print(row.format("  training ratio per round", "", "", "", ", ".join(f"{x:.2f}" for x in t["round_ratios"])))
+        pad = t["padding"]
+        print(
+            row.format(
+                "  training tokens per real token", f"{pad['project']:.3f}", f"{pad['sentence-transformers']:.3f}", "",
+                f"(random batch shapes; the project's padding-free layers compute real tokens only; "
+                f"bucketed {pad['project-bucketed']:.3f})",
+            )
+        )  # fmt: skip
         b = t["bucketed"]
         print(
             row.format(
