@@ -206,6 +206,7 @@ def preflight(spec) -> None:
 
     for trial in spec.trials:
         registry.check_available(list(trial.evaluation), trial.training.data)
+    registry.check_files([e for t in spec.trials for e in t.evaluation], [t.training.data for t in spec.trials])
     for trial in spec.trials:
         check_loadable_offline(trial.model)
 

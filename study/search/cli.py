@@ -161,6 +161,7 @@ def preflight(spec, *, resume: bool) -> None:
 
     for pair in spec.pairs:
         registry.check_available([EvalSetSpec(name=spec.validation_set), *spec.test_sets], pair.trial.training.data)
+    registry.check_files(spec.test_sets, [pair.trial.training.data for pair in spec.pairs])
     for pair in spec.pairs:
         check_loadable_offline(pair.trial.model)
     if not resume and (study_dir(spec) / SPEC_FILE).exists():
