@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -18,6 +19,7 @@ import yaml
 from study import grids
 
 SMOKE = ["--grid", "thesis", "--scale", "smoke"]
+SEARCH = ["--search", "optuna", "--scale", "smoke", "--num-samples", "1"]
 TIMEOUT_S = (
     60  # a refusal takes about a second; a run that got past the checks would start Ray
 )
@@ -155,6 +157,14 @@ CASES = {
         ],
         "DATABASE_URL look like credentials",
     ),
+    "--search with --storage ftp://": (
+        lambda tmp: [*SEARCH, "--storage", "ftp://x/y"],
+        "--search keeps its study in a local directory, but --storage is ftp://",
+    ),
+    "--search with --storage a file": (
+        lambda tmp: [*SEARCH, "--storage", _storage_is_a_file(tmp)[-3]],
+        "is a file, not a directory",
+    ),
     "qrels line with 3 fields": (
         _bad_file("qrels", b"q1 0 d1 1\nq2 0 d2\n"),
         ("evaluation set 'mine', qrels file: ", "/qrels.txt:2: a TREC qrels (qid 0 docid relevance) line has 4 fields"),
@@ -193,6 +203,7 @@ def test_bad_input_is_one_paragraph_exit_2_before_ray(case, tmp_path):
     assert all(part in err for part in ((expected,) if isinstance(expected, str) else expected)), err
     assert seconds < 15, f"{case}: the refusal took {seconds:.1f} s"
     assert "Started a local Ray instance" not in done.stdout + done.stderr
+    assert not (tmp_path / "ftp:").exists(), "a URI was taken as a local path"
 
 
 def test_node_env_refusal_does_not_echo_the_secret(tmp_path):
@@ -206,3 +217,18 @@ def test_node_env_refusal_does_not_echo_the_secret(tmp_path):
     assert done.returncode == 2
     assert "pw@" not in done.stderr and "postgresql://" not in done.stderr, done.stderr
     assert "pw@" not in done.stdout
+
+
+def test_search_print_spec_and_resume_hide_the_optuna_password(tmp_path):
+    url = "postgresql://user:s3cret-pw@db-host:5432/optuna"
+    done, _ = _study_run(*SEARCH, "--optuna-storage", url, "--print-spec", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "optuna_storage: postgresql://user:***@db-host:5432/optuna" in done.stdout
+    assert "s3cret" not in done.stdout + done.stderr
+
+    from study.search import spec as search_spec
+
+    saved = SimpleNamespace(name="s", optuna_storage=url)  # the fields a --resume check reads
+    with pytest.raises(ValueError, match=r"\*\*\*@db-host") as refused:
+        search_spec.check_resume_options(saved, {"--optuna-storage": url.replace("s3cret", "other")})
+    assert "s3cret" not in str(refused.value) and "other-pw" not in str(refused.value)

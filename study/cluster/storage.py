@@ -119,6 +119,16 @@ def check_location(storage: str, name: str, *, resume: bool) -> None:
         )
 
 
+def check_local_storage(storage: str, *, what: str) -> None:
+    """For a study kept on this machine (the search): `storage` is a directory that can be written, not a URI."""
+    if is_uri(storage):
+        raise ValueError(
+            f"{what} keeps its study in a local directory, but --storage is {urlsplit(storage).scheme}://...; "
+            "give a directory (a shared filesystem's mount on a cluster)"
+        )
+    _check_local_dir(Path(storage).expanduser())
+
+
 def _check_local_dir(directory: Path) -> None:
     if directory.exists() and not directory.is_dir():
         raise ValueError(f"--storage {directory} is a file, not a directory; give a directory for the studies")
