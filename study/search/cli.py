@@ -84,9 +84,13 @@ def main(args: argparse.Namespace) -> int:
         return print_bad_input(err)
 
     print(describe(spec, resume=args.resume), flush=True)
+    from study.cluster.connect import ClusterTooSmall
     from study.search.run import run_search
 
-    outcome = run_search(spec, address=args.address)
+    try:
+        outcome = run_search(spec, address=args.address)
+    except ClusterTooSmall as err:  # found once Ray is up; nothing was started
+        return print_bad_input(err)
     if not outcome.complete:
         print(
             f"\nSearch interrupted; finished trials are kept in {outcome.study_dir}. Continue it with:\n"
