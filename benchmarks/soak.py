@@ -1,0 +1,213 @@
+"""Soak: interrupt a study at random moments (SIGINT and SIGKILL), resume it each time, compare.
+
+    python -m benchmarks.soak                  # the smoke grid (MiniLM), 5 SIGINT + 5 SIGKILL, ~15 min on 2 CPUs
+    python -m benchmarks.soak --quick          # one trial, one SIGKILL, then resume (what the test runs)
+
+The same study runs twice from the command line (`python -m study.run`, its own local Ray each time):
+once without interruption, once stopped by signals at random moments and continued with `--resume`
+after each stop. Passes when
+- the interrupted study ends with the same trials, epochs and metrics as the uninterrupted one
+  (machine measurements -- times, throughput, memory -- aside), and
+- every results file was parseable whenever it was looked at (every 0.5 s while a driver ran):
+  whole-file JSON (results.json, study_spec.json, per-query files, params.json) parses, CSVs read,
+  and the JSON-lines logs (Tune's result.json, steps.jsonl) hold only whole lines but a last one
+  still being written.
+A measurement, not a timed test: it prints what it saw and exits 0 (pass) or 1 (differences).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+POLL_S = 0.5
+MACHINE_WORDS = ("time", "per_s", "throughput", "memory", "timestamp", "date", "hostname", "pid", "node_ip")
+JSON_LINES = ("result.json", "steps.jsonl")
+
+
+def study_config(path: Path, *, quick: bool) -> Path:
+    from study import grids
+
+    spec = grids.build_study("thesis", scale="smoke", name="soak")
+    spec = grids.restrict(spec, models=["minilm"], optimizers=["lion"] if quick else None, max_concurrent=1)
+    raw = spec.model_dump(mode="json")
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def driver(argv: list[str], log: Path) -> subprocess.Popen:
+    # Its own process group: SIGINT reaches the driver as Ctrl+C would, and nothing else of ours.
+    with log.open("a") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "study.run", *argv],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=os.environ | {"RAY_DEDUP_LOGS": "0"},
+        )
+
+
+def unreadable_files(study: Path) -> list[str]:
+    """Results files that do not parse now (a JSON-lines log's unfinished last line is allowed)."""
+    bad = []
+    for path in study.rglob("*"):
+        if not path.is_file() or path.suffix not in (".json", ".jsonl", ".csv"):
+            continue
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            continue  # replaced between listing and reading (atomic writes rename)
+        except (OSError, UnicodeDecodeError) as err:
+            bad.append(f"{path}: {err}")
+            continue
+        try:
+            if path.name in JSON_LINES:
+                lines = text.split("\n")
+                for line in lines[:-1]:  # the last piece has no newline yet: a write in progress
+                    if line.strip():
+                        json.loads(line)
+            elif path.suffix == ".json":
+                json.loads(text)
+            else:
+                list(csv.reader(text.splitlines()))
+        except (json.JSONDecodeError, csv.Error) as err:
+            bad.append(f"{path.relative_to(study)}: {err}")
+    return bad
+
+
+def watch(process: subprocess.Popen, study: Path, *, stop_after: float | None, sig: int | None) -> tuple[bool, list[str]]:
+    """Run until exit, or until `stop_after` s and then `sig`; check the files all along.
+
+    Returns (whether the driver finished by itself with exit 0, the unparseable files seen).
+    """
+    started, problems, signalled = time.monotonic(), [], False
+    while process.poll() is None:
+        if stop_after is not None and time.monotonic() - started >= stop_after:
+            # To the whole process group, as Ctrl+C in a terminal; SIGKILL as if the machine died
+            # (the local Ray started by the driver shares its fate).
+            os.killpg(process.pid, sig)
+            signalled = True
+            try:
+                process.wait(120)
+            except subprocess.TimeoutExpired:
+                problems.append(f"the driver did not stop within 120 s of {signal.Signals(sig).name}")
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+            break
+        if study.exists():
+            problems += unreadable_files(study)
+        time.sleep(POLL_S)
+    if study.exists():
+        problems += unreadable_files(study)
+    return process.returncode == 0 and not signalled, problems
+
+
+def _start_or_resume(common: list[str], soaked: Path) -> list[str]:
+    if (soaked / "tuner.pkl").exists():
+        return ["--resume", str(soaked)]
+    if soaked.exists():  # stopped before Tune saved anything: as the refusal says, start it again
+        shutil.rmtree(soaked)
+    return [*common, "--name", soaked.name]
+
+
+def comparable(results_json: Path) -> dict:
+    """Per trial: status and each epoch's metrics, without machine measurements."""
+    table = {}
+    for trial in json.loads(results_json.read_text()):
+        rows = [
+            {k: v for k, v in row.items() if k in _compared(row) and not any(w in k.lower() for w in MACHINE_WORDS)}
+            for row in trial["rows"]
+        ]
+        table[trial["name"]] = {"status": trial["status"], "rows": rows}
+    return table
+
+
+def _compared(row: dict) -> set[str]:
+    """Metrics of every evaluation set (`<set>/<metric>`), the epoch, the step and the training loss."""
+    return {k for k in row if "/" in k} | ({"epoch", "global_step", "train_loss"} & set(row))
+
+
+def differences(reference: dict, soaked: dict) -> list[str]:
+    found = []
+    for name in sorted(set(reference) | set(soaked)):
+        a, b = reference.get(name), soaked.get(name)
+        if a is None or b is None:
+            found.append(f"{name}: only in the {'soaked' if a is None else 'reference'} study")
+        elif a["status"] != b["status"] or len(a["rows"]) != len(b["rows"]):
+            found.append(f"{name}: {a['status']} with {len(a['rows'])} rows vs {b['status']} with {len(b['rows'])}")
+        else:
+            for ra, rb in zip(a["rows"], b["rows"]):
+                changed = sorted(k for k in set(ra) | set(rb) if ra.get(k) != rb.get(k))
+                if changed:
+                    found.append(f"{name} epoch {ra.get('epoch')}: {', '.join(changed[:5])} differ")
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.soak", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="one trial, one SIGKILL and a resume")
+    parser.add_argument("--sigint", type=int, default=5, help="interruptions by SIGINT (Ctrl+C)")
+    parser.add_argument("--sigkill", type=int, default=5, help="interruptions by SIGKILL")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random moments")
+    parser.add_argument("--dir", type=Path, help="where to keep the studies and logs (default: a temp dir)")
+    args = parser.parse_args(argv)
+    signals = [signal.SIGKILL] if args.quick else [signal.SIGINT] * args.sigint + [signal.SIGKILL] * args.sigkill
+    rng = random.Random(args.seed)
+    rng.shuffle(signals)
+    root = args.dir or Path(tempfile.mkdtemp(prefix="soak-"))
+    root.mkdir(parents=True, exist_ok=True)
+    storage, log = root / "studies", root / "drivers.log"
+    config = study_config(root / "soak.yaml", quick=args.quick)
+    common = ["--config", str(config), "--storage", str(storage)]
+
+    started = time.monotonic()
+    finished, problems = watch(driver([*common, "--name", "reference"], log), storage / "reference", stop_after=None, sig=None)
+    duration = time.monotonic() - started
+    if not finished:
+        print(f"the uninterrupted run failed; see {log}")
+        return 1
+    print(f"uninterrupted run: {duration:.0f} s")
+
+    soaked = storage / "soaked"
+    interrupted: list[str] = []
+    for sig in signals:
+        # A moment between Ray's start-up and the end of the run, drawn afresh each time.
+        moment = rng.uniform(0.15, 0.9) * duration
+        done, seen = watch(driver(_start_or_resume(common, soaked), log), soaked, stop_after=moment, sig=sig)
+        problems += seen
+        interrupted.append(f"{signal.Signals(sig).name}@{moment:.0f}s")
+        if done:
+            interrupted.append("(finished before the signal)")
+            break
+    finished, seen = watch(driver(_start_or_resume(common, soaked), log), soaked, stop_after=None, sig=None)
+    problems += seen
+    print(f"interruptions: {' '.join(interrupted)}")
+    if not finished:
+        print(f"the resumed run did not finish; see {log}")
+        return 1
+    diffs = differences(comparable(storage / "reference" / "results.json"), comparable(soaked / "results.json"))
+    problems = sorted(set(problems))
+    print(f"results identical to the uninterrupted run: {'yes' if not diffs else 'NO'}")
+    for line in diffs:
+        print(f"  {line}")
+    print(f"results files unparseable at some moment: {len(problems)}")
+    for line in problems[:20]:
+        print(f"  {line}")
+    print(f"total: {time.monotonic() - started:.0f} s; studies and driver logs in {root}")
+    return 0 if not diffs and not problems else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
