@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
@@ -35,6 +36,7 @@ import yaml
 POLL_S = 0.5
 MACHINE_WORDS = ("time", "per_s", "throughput", "memory", "timestamp", "date", "hostname", "pid", "node_ip")
 JSON_LINES = ("result.json", "steps.jsonl")
+RAY_START_TIMEOUT = b"The current node timed out during startup"  # Ray's own, hard-coded 30 s
 
 
 def study_config(path: Path, *, quick: bool) -> Path:
@@ -114,6 +116,22 @@ def watch(process: subprocess.Popen, study: Path, *, stop_after: float | None, s
     return process.returncode == 0 and not signalled, problems
 
 
+def run_to_end(argv: list[str] | Callable[[], list[str]], study: Path, log: Path, *, attempts: int = 3) -> tuple[bool, list[str]]:
+    """A driver run to its end; started again when Ray itself did not start (a loaded machine)."""
+    problems: list[str] = []
+    for _ in range(attempts):
+        seen_before = log.stat().st_size if log.exists() else 0
+        finished, seen = watch(driver(argv() if callable(argv) else argv, log), study, stop_after=None, sig=None)
+        problems += seen
+        with log.open("rb") as handle:
+            handle.seek(seen_before)
+            ray_did_not_start = RAY_START_TIMEOUT in handle.read()
+        if finished or not ray_did_not_start:
+            return finished, problems
+        print("  (Ray did not start within its 30 s on this loaded machine: starting the driver again)")
+    return False, problems
+
+
 def _start_or_resume(common: list[str], soaked: Path) -> list[str]:
     if (soaked / "tuner.pkl").exists():
         return ["--resume", str(soaked)]
@@ -173,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     common = ["--config", str(config), "--storage", str(storage)]
 
     started = time.monotonic()
-    finished, problems = watch(driver([*common, "--name", "reference"], log), storage / "reference", stop_after=None, sig=None)
+    finished, problems = run_to_end([*common, "--name", "reference"], storage / "reference", log)
     duration = time.monotonic() - started
     if not finished:
         print(f"the uninterrupted run failed; see {log}")
@@ -191,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         if done:
             interrupted.append("(finished before the signal)")
             break
-    finished, seen = watch(driver(_start_or_resume(common, soaked), log), soaked, stop_after=None, sig=None)
+    finished, seen = run_to_end(lambda: _start_or_resume(common, soaked), soaked, log)
     problems += seen
     print(f"interruptions: {' '.join(interrupted)}")
     if not finished:
