@@ -64,13 +64,14 @@ def driver(argv: list[str], log: Path) -> subprocess.Popen:
 def unreadable_files(study: Path) -> list[str]:
     """Results files that do not parse now (a JSON-lines log's unfinished last line is allowed)."""
     bad = []
-    for path in study.rglob("*"):
-        if not path.is_file() or path.suffix not in (".json", ".jsonl", ".csv"):
+    files = (Path(d) / n for d, _, names in os.walk(study) for n in names)  # os.walk skips vanished folders
+    for path in files:
+        if path.suffix not in (".json", ".jsonl", ".csv"):
             continue
         try:
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
-            continue  # replaced between listing and reading (atomic writes rename)
+            continue  # removed or replaced between listing and reading (old checkpoints, atomic renames)
         except (OSError, UnicodeDecodeError) as err:
             bad.append(f"{path}: {err}")
             continue
