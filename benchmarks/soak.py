@@ -1,6 +1,6 @@
 """Soak: interrupt a study at random moments (SIGINT and SIGKILL), resume it each time, compare.
 
-    python -m benchmarks.soak                  # the smoke grid (MiniLM), 5 SIGINT + 5 SIGKILL, ~15 min on 2 CPUs
+    python -m benchmarks.soak                  # MiniLM of the smoke grid (AdamW, Lion), 5 SIGINT + 5 SIGKILL
     python -m benchmarks.soak --quick          # one trial, one SIGKILL, then resume (what the test runs)
 
 The same study runs twice from the command line (`python -m study.run`, its own local Ray each time):
@@ -39,11 +39,12 @@ JSON_LINES = ("result.json", "steps.jsonl")
 RAY_START_TIMEOUT = b"The current node timed out during startup"  # Ray's own, hard-coded 30 s
 
 
-def study_config(path: Path, *, quick: bool) -> Path:
+def study_config(path: Path, *, models: list[str], optimizers: list[str] | None) -> Path:
+    """The smoke grid, cut to `models` x `optimizers`, one trial at a time (so runs compare step for step)."""
     from study import grids
 
     spec = grids.build_study("thesis", scale="smoke", name="soak")
-    spec = grids.restrict(spec, models=["minilm"], optimizers=["lion"] if quick else None, max_concurrent=1)
+    spec = grids.restrict(spec, models=models, optimizers=optimizers, max_concurrent=1)
     raw = spec.model_dump(mode="json")
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path
@@ -179,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="one trial, one SIGKILL and a resume")
     parser.add_argument("--sigint", type=int, default=5, help="interruptions by SIGINT (Ctrl+C)")
     parser.add_argument("--sigkill", type=int, default=5, help="interruptions by SIGKILL")
+    parser.add_argument("--models", nargs="+", default=["minilm"], help="smoke-grid models (default: minilm)")
+    parser.add_argument("--optimizers", nargs="+", help="smoke-grid optimizers (default: adamw lion; --quick: lion)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random moments")
     parser.add_argument("--dir", type=Path, help="where to keep the studies and logs (default: a temp dir)")
     args = parser.parse_args(argv)
@@ -188,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     root = args.dir or Path(tempfile.mkdtemp(prefix="soak-"))
     root.mkdir(parents=True, exist_ok=True)
     storage, log = root / "studies", root / "drivers.log"
-    config = study_config(root / "soak.yaml", quick=args.quick)
+    optimizers = args.optimizers or (["lion"] if args.quick else None)
+    config = study_config(root / "soak.yaml", models=args.models, optimizers=optimizers)
     common = ["--config", str(config), "--storage", str(storage)]
 
     started = time.monotonic()
