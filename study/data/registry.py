@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import importlib.util
+import os
 from collections.abc import Iterable
 
 from study.data import msmarco
@@ -21,6 +22,7 @@ from study.data.types import EvalSet, TrainingPair
 from study.names import check_name
 from study.spec import CollectionSpec, EvalSetSpec, TrainDataSpec
 
+LARGE_FILE_BYTES = 256 * 2**20
 BUILTIN_SPLITS: dict[str, str] = {"dl": "builtin-dl", "dev": "builtin-dev", "validation": "builtin-validation"}
 
 
@@ -127,6 +129,9 @@ def check_files(evaluation: Iterable[EvalSetSpec], training: Iterable[TrainDataS
         if data.collection is not None:
             files |= {k: "training collection" for k in _collection_files(data.collection) if k not in files}
     for (kind, path), owner in files.items():
+        size = os.path.getsize(path) if os.path.isfile(path) else 0
+        if size > LARGE_FILE_BYTES:  # MS MARCO's corpus and triples take minutes: say why nothing moves
+            print(f"checking {path} ({size / 2**30:.1f} GiB) before Ray starts ...", flush=True)
         try:
             check_file(path, kind)
         except FormatError as err:
