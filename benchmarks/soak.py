@@ -50,16 +50,42 @@ def study_config(path: Path, *, models: list[str], optimizers: list[str] | None)
     return path
 
 
+CLUSTER: dict[str, object] = {}  # with --cluster: the head node's address and its clients' environment
+
+
 def driver(argv: list[str], log: Path) -> subprocess.Popen:
     # Its own process group: SIGINT reaches the driver as Ctrl+C would, and nothing else of ours.
+    env = os.environ | {"RAY_DEDUP_LOGS": "0"}
+    if CLUSTER:
+        argv, env = [*argv, "--address", str(CLUSTER["address"])], env | CLUSTER["env"]
     with log.open("a") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "study.run", *argv],
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            env=os.environ | {"RAY_DEDUP_LOGS": "0"},
+            env=env,
         )
+
+
+def start_cluster(root: Path):
+    """One `ray start` head node that outlives the drivers (each driver joins it with --address)."""
+    import socket
+
+    from study.cluster.nodes import node_environment, start_head
+
+    def free_port() -> int:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            return sock.getsockname()[1]
+
+    env = {"RAY_AUTH_TOKEN_PATH": str(root / "auth_token"), "HF_HUB_OFFLINE": "1"}
+    head = start_head(
+        node_ip="127.0.0.1", port=free_port(), dashboard_port=free_port(), client_server_port=free_port(),
+        num_cpus=2, temp_dir=root / "ray", env=env, extra_args=[f"--dashboard-agent-listen-port={free_port()}"],
+    )
+    CLUSTER.update(address=head.address, env=node_environment(env))
+    return head
 
 
 def unreadable_files(study: Path) -> list[str]:
@@ -182,6 +208,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sigkill", type=int, default=5, help="interruptions by SIGKILL")
     parser.add_argument("--models", nargs="+", default=["minilm"], help="smoke-grid models (default: minilm)")
     parser.add_argument("--optimizers", nargs="+", help="smoke-grid optimizers (default: adamw lion; --quick: lion)")
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="drivers join one `ray start` node instead of each starting its own local Ray "
+        "(on a loaded machine Ray's hard-coded 30 s start-up limit can fail every local start)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the random moments")
     parser.add_argument("--dir", type=Path, help="where to keep the studies and logs (default: a temp dir)")
     args = parser.parse_args(argv)
@@ -193,8 +225,17 @@ def main(argv: list[str] | None = None) -> int:
     storage, log = root / "studies", root / "drivers.log"
     optimizers = args.optimizers or (["lion"] if args.quick else None)
     config = study_config(root / "soak.yaml", models=args.models, optimizers=optimizers)
-    common = ["--config", str(config), "--storage", str(storage)]
 
+    head = start_cluster(Path(tempfile.mkdtemp(prefix="sk-", dir="/tmp"))) if args.cluster else None
+    try:
+        return _soak(args, signals, rng, root, storage, log, config)
+    finally:
+        if head is not None:
+            head.stop()
+
+
+def _soak(args, signals, rng, root, storage, log, config) -> int:
+    common = ["--config", str(config), "--storage", str(storage)]
     started = time.monotonic()
     finished, problems = run_to_end([*common, "--name", "reference"], storage / "reference", log)
     duration = time.monotonic() - started

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.cluster
 
 
 def test_a_study_killed_at_a_random_moment_resumes_to_the_same_results(tmp_path, capsys):
-    assert soak.main(["--quick", "--dir", str(tmp_path)]) == 0, capsys.readouterr().out
+    assert soak.main(["--quick", "--cluster", "--dir", str(tmp_path)]) == 0, capsys.readouterr().out
     out = capsys.readouterr().out
     assert "interruptions: SIGKILL@" in out
     assert "results identical to the uninterrupted run: yes" in out
