@@ -161,9 +161,11 @@ def run_to_end(argv: list[str] | Callable[[], list[str]], study: Path, log: Path
 
 
 def _start_or_resume(common: list[str], soaked: Path) -> list[str]:
-    if (soaked / "tuner.pkl").exists():
+    from study.cluster.storage import TUNER_FILE, has_tune_state
+
+    if (soaked / TUNER_FILE).exists() and has_tune_state(str(soaked)):
         return ["--resume", str(soaked)]
-    if soaked.exists():  # stopped before Tune saved anything: as the refusal says, start it again
+    if soaked.exists():  # stopped before Tune saved its state: as the refusal says, start it again
         shutil.rmtree(soaked)
     return [*common, "--name", soaked.name]
 

@@ -111,6 +111,13 @@ def _resume_without_tune_state(tmp_path: Path) -> list[str]:
     return ["--resume", str(_saved_spec(tmp_path / "studies", "halfway"))]
 
 
+def _resume_before_the_first_tune_state(tmp_path: Path) -> list[str]:
+    """What a driver stopped between writing tuner.pkl and Tune's first state save leaves (seen in the soak)."""
+    directory = _saved_spec(tmp_path / "studies", "early")
+    (directory / "tuner.pkl").write_bytes(b"Tune's pickled Tuner")
+    return ["--resume", str(directory)]
+
+
 CASES = {
     "reused name without --resume": (_reused_name, "already exists"),
     "name ..": (
@@ -138,6 +145,7 @@ CASES = {
         _resume_without_tune_state,
         "nothing to resume",
     ),
+    "--resume with tuner.pkl but no experiment state": (_resume_before_the_first_tune_state, "nothing to resume"),
     "--address nobody listens on": (
         lambda tmp: [
             *SMOKE,

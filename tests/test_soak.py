@@ -1,6 +1,6 @@
 """The soak script's quick mode: one trial through the CLI, killed (SIGKILL) at a random moment and resumed.
 
-It starts its own local Ray for each driver (the CLI's), so it carries the `cluster` marker (minutes).
+It starts its own `ray start` node, which the drivers join, so it carries the `cluster` marker (minutes).
 """
 
 from __future__ import annotations
