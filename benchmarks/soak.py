@@ -40,17 +40,18 @@ TUNE_PICKLES = "basic-variant-state-"  # Tune's search state: a pickle, though i
 RAY_START_TIMEOUT = b"The current node timed out during startup"  # Ray's own, hard-coded 30 s
 
 
-def study_config(path: Path, *, models: list[str], optimizers: list[str] | None) -> Path:
+def study_config(path: Path, *, models: list[str], optimizers: list[str] | None, epochs: int) -> Path:
     """The smoke grid, cut to `models` x `optimizers`, one trial at a time (so runs compare step for step)."""
     from study import grids
 
     spec = grids.build_study("thesis", scale="smoke", name="soak")
-    spec = grids.restrict(spec, models=models, optimizers=optimizers, max_concurrent=1)
+    spec = grids.restrict(spec, models=models, optimizers=optimizers, epochs=epochs, max_concurrent=1)
     raw = spec.model_dump(mode="json")
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path
 
 
+TIMINGS: dict[str, float] = {}
 CLUSTER: dict[str, object] = {}  # with --cluster: the head node's address and its clients' environment
 
 
@@ -121,10 +122,14 @@ def unreadable_files(study: Path) -> list[str]:
 def watch(process: subprocess.Popen, study: Path, *, stop_after: float | None, sig: int | None) -> tuple[bool, list[str]]:
     """Run until exit, or until `stop_after` s and then `sig`; check the files all along.
 
-    Returns (whether the driver finished by itself with exit 0, the unparseable files seen).
+    Returns (whether the driver finished by itself with exit 0, the unparseable files seen); records in
+    TIMINGS when the driver's first trial report (epoch 0, before training) reached the study.
     """
     started, problems, signalled = time.monotonic(), [], False
+    TIMINGS.pop("first_report_s", None)
     while process.poll() is None:
+        if "first_report_s" not in TIMINGS and any(p.stat().st_size for p in study.glob("*/result.json")):
+            TIMINGS["first_report_s"] = time.monotonic() - started
         if stop_after is not None and time.monotonic() - started >= stop_after:
             # To the whole process group, as Ctrl+C in a terminal; SIGKILL as if the machine died
             # (the local Ray started by the driver shares its fate).
@@ -217,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         help="drivers join one `ray start` node instead of each starting its own local Ray "
         "(on a loaded machine Ray's hard-coded 30 s start-up limit can fail every local start)",
     )
+    parser.add_argument("--epochs", type=int, default=3, help="training epochs per trial (the smoke grid's 3)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random moments")
     parser.add_argument("--dir", type=Path, help="where to keep the studies and logs (default: a temp dir)")
     args = parser.parse_args(argv)
@@ -227,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     root.mkdir(parents=True, exist_ok=True)
     storage, log = root / "studies", root / "drivers.log"
     optimizers = args.optimizers or (["lion"] if args.quick else None)
-    config = study_config(root / "soak.yaml", models=args.models, optimizers=optimizers)
+    config = study_config(root / "soak.yaml", models=args.models, optimizers=optimizers, epochs=args.epochs)
 
     head = start_cluster(Path(tempfile.mkdtemp(prefix="sk-", dir="/tmp"))) if args.cluster else None
     try:
@@ -242,16 +248,19 @@ def _soak(args, signals, rng, root, storage, log, config) -> int:
     started = time.monotonic()
     finished, problems = run_to_end([*common, "--name", "reference"], storage / "reference", log)
     duration = time.monotonic() - started
+    # Interruptions land while a driver trains: after its start-up (the reference's time to its
+    # first report) and within about one epoch, so every one costs the study work to redo.
+    startup = TIMINGS.get("first_report_s", 0.3 * duration)
+    epoch_s = (duration - startup) / args.epochs
     if not finished:
         print(f"the uninterrupted run failed; see {log}")
         return 1
-    print(f"uninterrupted run: {duration:.0f} s")
+    print(f"uninterrupted run: {duration:.0f} s (first report after {startup:.0f} s, then {epoch_s:.0f} s per epoch)")
 
     soaked = storage / "soaked"
     interrupted: list[str] = []
     for sig in signals:
-        # A moment between Ray's start-up and the end of the run, drawn afresh each time.
-        moment = rng.uniform(0.15, 0.9) * duration
+        moment = startup + rng.uniform(0.0, 1.2) * epoch_s
         done, seen = watch(driver(_start_or_resume(common, soaked), log), soaked, stop_after=moment, sig=sig)
         problems += seen
         interrupted.append(f"{signal.Signals(sig).name}@{moment:.0f}s")
