@@ -89,8 +89,10 @@ def load_study_file(path: str | Path) -> StudySpec:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ValueError(f"config file {path} does not exist") from None
+    except UnicodeDecodeError as err:
+        raise ValueError(f"config file {path} is not valid UTF-8 (byte {err.start}); save it as UTF-8") from None
     except yaml.YAMLError as err:
-        raise ValueError(f"config file {path} is not valid YAML: {err}") from None
+        raise ValueError(f"config file {path} is not valid YAML: {' '.join(str(err).split())}") from None
     if not isinstance(raw, dict):
         raise TypeError(f"config file {path} must hold a mapping (a study), but holds {type(raw).__name__}")
     # Top-level `x-...` keys only hold YAML anchors for reuse (as in docker-compose files).

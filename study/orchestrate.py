@@ -61,13 +61,15 @@ def run_study(
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
     from study.tracking.progress import StudyProgress
-    from study.cluster.connect import connect
+    from study.cluster.connect import check_trial_resources, connect
     from trainables.reranker import train_reranker, trial_resources
     from trainables.trial import CHECKPOINT_SCORE
 
-    location = storage.study_location(spec.storage, spec.name)
-    storage.write_text(storage.join(location, storage.SPEC_FILE), spec.model_dump_json(indent=2))
     print(connect(address, env_vars=env_vars), flush=True)
+    check_trial_resources({t.name: {"cpus": t.resources.cpus, "gpus": t.resources.gpus} for t in spec.trials})
+    location = storage.study_location(spec.storage, spec.name)
+    if not resume:  # written once Ray is up and the trials fit: a refused start leaves no study behind
+        storage.write_text(storage.join(location, storage.SPEC_FILE), spec.model_dump_json(indent=2))
 
     trainable = tune.with_resources(train_reranker, trial_resources)
     if resume:

@@ -129,13 +129,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     from study.orchestrate import run_study
     from study.reporting.report import write_report
 
-    outcome = run_study(
-        spec,
-        address=args.address,
-        resume=args.resume is not None,
-        env_vars=_node_env(args.node_env),
-        wandb=args.wandb,
-    )
+    from study.cluster.connect import ClusterTooSmall
+
+    try:
+        outcome = run_study(
+            spec,
+            address=args.address,
+            resume=args.resume is not None,
+            env_vars=_node_env(args.node_env),
+            wandb=args.wandb,
+        )
+    except ClusterTooSmall as err:  # found once Ray is up; nothing was started
+        return print_bad_input(err)
     print(report(outcome))
     print(f"  report: {write_report(outcome.study_dir).markdown}")
     failed = [t for t in outcome.trials if t.status != "finished"]
@@ -216,6 +221,7 @@ def preflight(spec) -> None:
 
     for trial in spec.trials:
         registry.check_available(list(trial.evaluation), trial.training.data)
+    registry.check_files([e for t in spec.trials for e in t.evaluation], [t.training.data for t in spec.trials])
     for trial in spec.trials:
         check_loadable_offline(trial.model)
 

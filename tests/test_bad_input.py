@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -18,6 +19,7 @@ import yaml
 from study import grids
 
 SMOKE = ["--grid", "thesis", "--scale", "smoke"]
+SEARCH = ["--search", "optuna", "--scale", "smoke", "--num-samples", "1"]
 TIMEOUT_S = (
     60  # a refusal takes about a second; a run that got past the checks would start Ray
 )
@@ -61,6 +63,40 @@ def _config_with_infinite_lr(tmp_path: Path) -> Path:
     return path
 
 
+QRELS = "q1 0 d1 1\nq2 0 d2 1\n"
+QUERIES = "q1\tfirst query\nq2\tsecond query\n"
+RUN = "q1 Q0 d1 1 2.0 bm25\nq1 Q0 d2 2 1.0 bm25\nq2 Q0 d2 1 3.0 bm25\n"
+CORPUS = "d1\tthe first passage\nd2\tthe second passage\n"
+TRIPLES = "a query\ta positive\ta negative\n"
+
+
+def _config_with_files(tmp_path: Path, bad: str, content: bytes) -> list[str]:
+    """A smoke study whose trials all evaluate on (and train from) local files; the `bad` one holds `content`."""
+    texts = {"qrels": QRELS, "queries": QUERIES, "candidates": RUN, "corpus": CORPUS, "triples": TRIPLES}
+    paths = {}
+    for kind, text in texts.items():
+        paths[kind] = tmp_path / f"{kind}.txt"
+        paths[kind].write_bytes(content if kind == bad else text.encode())
+    raw = grids.build_study("thesis", scale="smoke", name="files").model_dump(mode="json")
+    files = {kind: str(paths[kind]) for kind in ("qrels", "queries", "candidates", "corpus")}
+    for trial in raw["trials"]:
+        trial["evaluation"] = [{"name": "mine", "files": files}]
+        trial["training"]["data"] = {"source": "triples", "file": str(paths["triples"])}
+    config = tmp_path / "files.yaml"
+    config.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return ["--config", str(config), "--storage", str(tmp_path / "studies")]
+
+
+def _bad_file(kind: str, content: bytes):
+    return lambda tmp: _config_with_files(tmp, kind, content)
+
+
+def _missing_file(tmp_path: Path) -> list[str]:
+    argv = _config_with_files(tmp_path, "corpus", b"")
+    (tmp_path / "corpus.txt").unlink()
+    return argv
+
+
 def _reused_name(tmp_path: Path) -> list[str]:
     _saved_spec(tmp_path / "studies", "reused")
     return [*SMOKE, "--storage", str(tmp_path / "studies"), "--name", "reused"]
@@ -73,6 +109,13 @@ def _storage_is_a_file(tmp_path: Path) -> list[str]:
 
 def _resume_without_tune_state(tmp_path: Path) -> list[str]:
     return ["--resume", str(_saved_spec(tmp_path / "studies", "halfway"))]
+
+
+def _resume_before_the_first_tune_state(tmp_path: Path) -> list[str]:
+    """What a driver stopped between writing tuner.pkl and Tune's first state save leaves (seen in the soak)."""
+    directory = _saved_spec(tmp_path / "studies", "early")
+    (directory / "tuner.pkl").write_bytes(b"Tune's pickled Tuner")
+    return ["--resume", str(directory)]
 
 
 CASES = {
@@ -102,6 +145,7 @@ CASES = {
         _resume_without_tune_state,
         "nothing to resume",
     ),
+    "--resume with tuner.pkl but no experiment state": (_resume_before_the_first_tune_state, "nothing to resume"),
     "--address nobody listens on": (
         lambda tmp: [
             *SMOKE,
@@ -121,6 +165,33 @@ CASES = {
         ],
         "DATABASE_URL look like credentials",
     ),
+    "--search with --storage ftp://": (
+        lambda tmp: [*SEARCH, "--storage", "ftp://x/y"],
+        "--search keeps its study in a local directory, but --storage is ftp://",
+    ),
+    "--search with --storage a file": (
+        lambda tmp: [*SEARCH, "--storage", _storage_is_a_file(tmp)[-3]],
+        "is a file, not a directory",
+    ),
+    "qrels line with 3 fields": (
+        _bad_file("qrels", b"q1 0 d1 1\nq2 0 d2\n"),
+        ("evaluation set 'mine', qrels file: ", "/qrels.txt:2: a TREC qrels (qid 0 docid relevance) line has 4 fields"),
+    ),
+    "qrels that are not UTF-8": (
+        _bad_file("qrels", b"q1 0 d1 1\nq\xe9 0 d2 1\n"),
+        "qrels.txt:2: not valid UTF-8 (byte 0xe9 at column 2)",
+    ),
+    "query without text": (_bad_file("queries", b"q1\tfirst\nq2\t \n"), "queries.txt:2: query 'q2' has no text"),
+    "run score that is not a number": (
+        _bad_file("candidates", b"q1 Q0 d1 1 high bm25\n"),
+        "candidates.txt:1: score 'high' is not a number",
+    ),
+    "corpus id given twice": (_bad_file("corpus", b"d1\ta\nd1\tb\n"), "corpus.txt:2: passage id 'd1' appears twice"),
+    "missing corpus file": (_missing_file, "corpus.txt: cannot be read (No such file or directory)"),
+    "triples line with 2 fields": (
+        _bad_file("triples", TRIPLES.encode() + b"query\tpositive only\n"),
+        ("training data (`file`), triples file: ", "/triples.txt:2: a triples TSV"),
+    ),
 }
 
 
@@ -137,9 +208,10 @@ def test_bad_input_is_one_paragraph_exit_2_before_ray(case, tmp_path):
     assert err.startswith("error: ") and "\n\n" not in err and "Traceback" not in err, (
         err
     )
-    assert expected in err, err
+    assert all(part in err for part in ((expected,) if isinstance(expected, str) else expected)), err
     assert seconds < 15, f"{case}: the refusal took {seconds:.1f} s"
     assert "Started a local Ray instance" not in done.stdout + done.stderr
+    assert not (tmp_path / "ftp:").exists(), "a URI was taken as a local path"
 
 
 def test_node_env_refusal_does_not_echo_the_secret(tmp_path):
@@ -153,3 +225,18 @@ def test_node_env_refusal_does_not_echo_the_secret(tmp_path):
     assert done.returncode == 2
     assert "pw@" not in done.stderr and "postgresql://" not in done.stderr, done.stderr
     assert "pw@" not in done.stdout
+
+
+def test_search_print_spec_and_resume_hide_the_optuna_password(tmp_path):
+    url = "postgresql://user:s3cret-pw@db-host:5432/optuna"
+    done, _ = _study_run(*SEARCH, "--optuna-storage", url, "--print-spec", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "optuna_storage: postgresql://user:***@db-host:5432/optuna" in done.stdout
+    assert "s3cret" not in done.stdout + done.stderr
+
+    from study.search import spec as search_spec
+
+    saved = SimpleNamespace(name="s", optuna_storage=url)  # the fields a --resume check reads
+    with pytest.raises(ValueError, match=r"\*\*\*@db-host") as refused:
+        search_spec.check_resume_options(saved, {"--optuna-storage": url.replace("s3cret", "other")})
+    assert "s3cret" not in str(refused.value) and "other-pw" not in str(refused.value)

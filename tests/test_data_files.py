@@ -297,3 +297,41 @@ def test_local_collection_trains_and_evaluates_end_to_end(tmp_path, smoke_study)
     assert [r["epoch"] for r in reports] == [0, 1]
     assert all(0.0 <= r["tiny-test/nDCG@10"] <= 1.0 for r in reports)
     assert (tmp_path / "trial" / "runs" / "tiny-test.epoch1.trec").read_text().count(" Q0 ") > 0
+
+
+def test_byte_order_marks_and_crlf_change_nothing(tmp_path):
+    """Files saved by Windows tools (UTF-8 BOM, CRLF) give the same ids, texts and evaluation set as plain ones."""
+    bom = b"\xef\xbb\xbf"
+    plain = {
+        "qrels.txt": b"1 0 d1 1\n1 0 d2 0\n2 0 d2 2\n",
+        "queries.tsv": b"1\tfirst query\n2\tsecond query\n",
+        "corpus.tsv": b"d1\tthe first passage\nd2\tthe second passage\n",
+        "run.trec": b"1 Q0 d1 1 2.0 bm25\n1 Q0 d2 2 1.0 bm25\n2 Q0 d2 1 3.0 bm25\n",
+    }
+    sets = {}
+    for variant, transform in {"plain": lambda b: b, "windows": lambda b: bom + b.replace(b"\n", b"\r\n")}.items():
+        folder = tmp_path / variant
+        folder.mkdir()
+        for name, content in plain.items():
+            (folder / name).write_bytes(transform(content))
+        spec = CollectionSpec(**{kind: str(folder / name) for kind, name in
+                                 zip(("qrels", "queries", "corpus", "candidates"), plain)})
+        sets[variant] = collection_eval_set("mine", spec)
+    assert (tmp_path / "windows" / "qrels.txt").read_bytes().startswith(bom)
+    windows, expected = sets["windows"], sets["plain"]
+    assert windows.qrels == expected.qrels == {"1": {"d1": 1, "d2": 0}, "2": {"d2": 2}}
+    assert windows.queries == expected.queries and windows.passages == expected.passages
+    assert windows.candidates == expected.candidates
+    beir = tmp_path / "corpus.jsonl"
+    beir.write_bytes(bom + json.dumps({"_id": "d1", "text": "lift."}).encode() + b"\r\n")
+    assert read_corpus(beir) == {"d1": "lift."}
+    triples = tmp_path / "triples.tsv"
+    triples.write_bytes(bom + b"q\tpos\tneg\r\n")
+    assert list(iter_triples(triples)) == [("q", "pos", "neg")]
+
+
+def test_undecodable_bytes_name_file_line_and_column(tmp_path):
+    path = tmp_path / "queries.tsv"
+    path.write_bytes(b"q1\tfine\nq2\tcaf\xe9\n")
+    with pytest.raises(FormatError, match=r"queries.tsv:2: not valid UTF-8 \(byte 0xe9 at column 7\)"):
+        read_queries(path)

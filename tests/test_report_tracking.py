@@ -1,8 +1,9 @@
-"""Study progress lines and the W&B side channel's guards (no Ray cluster needed)."""
+"""Study progress lines and the W&B side channel's guards (only the end-of-study wait uses the shared Ray instance)."""
 
 from __future__ import annotations
 
 import logging
+import time
 
 import pytest
 
@@ -60,3 +61,41 @@ def test_a_wandb_failure_is_logged_once_and_never_raised(no_wandb_credentials, c
     warnings = [r.getMessage() for r in caplog.records]
     assert len(warnings) == 1 and "W&B tracking stopped after ValueError: No WandB API key found" in warnings[0]
     assert "The study goes on; its results are on disk." in warnings[0]
+
+
+class _Trial:
+    """What the W&B callback reads of a Tune trial at the end of a study (hashable, like Tune's)."""
+
+    def __init__(self, status: str):
+        self.status = status
+
+
+def test_interrupted_trials_end_their_wandb_runs_without_the_long_wait(ray_cluster, no_wandb_credentials, capsys):
+    """After Ctrl+C a trial never completes, so Ray never ends its W&B run and waited the whole upload timeout."""
+    import ray
+    from ray.air.integrations.wandb import _QueueItem
+    from ray.util.queue import Queue
+
+    from study.tracking.wandb_logger import INTERRUPTED_UPLOAD_TIMEOUT_S, UPLOAD_TIMEOUT_S, GuardedWandbCallback
+
+    @ray.remote(num_cpus=0)
+    class RunUntilEnd:  # the loop of Ray's W&B logging actor: it returns only once its queue says END
+        def run(self, queue) -> str:
+            while queue.get()[0] != _QueueItem.END:
+                pass
+            return "ended"
+
+    callback = GuardedWandbCallback(project="p", group="g", mode="offline")
+    trial, queue, actor = _Trial("RUNNING"), Queue(), RunUntilEnd.remote()  # a trial stopped by Ctrl+C
+    future = actor.run.remote(queue)
+    callback._trial_queues[trial], callback._trial_logging_actors[trial] = queue, actor
+    callback._trial_logging_futures[trial], callback._logging_future_to_trial[future] = future, trial
+    finished = _Trial("TERMINATED")  # Tune already ended its run (and cleaned its actor up)
+
+    started = time.monotonic()
+    callback.on_experiment_end(trials=[trial, finished])
+    waited = time.monotonic() - started
+    assert waited < INTERRUPTED_UPLOAD_TIMEOUT_S < UPLOAD_TIMEOUT_S, waited
+    assert ray.get(future, timeout=10) == "ended"  # told to end, not killed after a timeout
+    assert not callback._trial_logging_actors and not callback._failed
+    assert "closing the runs of 1 unfinished trials" in capsys.readouterr().out

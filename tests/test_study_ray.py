@@ -101,3 +101,20 @@ def test_a_trial_whose_worker_dies_mid_epoch_is_retried_from_its_mid_epoch_check
     run_trial(spec.trials[0], trial_dir=tmp_path / "uninterrupted", report=lambda metrics, _: reference.append(metrics))
     expected = {k: v for k, v in reference[-1].items() if not is_measurement(k)}
     assert {k: trial.rows[-1][k] for k in expected} == expected
+
+
+def test_a_trial_asking_for_gpus_the_cluster_lacks_is_refused_not_left_pending(ray_cluster, smoke_study, tmp_path, capsys):
+    """Tune would keep such a trial PENDING forever on a cluster that does not grow (this one has no GPU)."""
+    import yaml
+
+    from study.run import main
+
+    raw = smoke_study.model_dump(mode="json") | {"name": "too-big", "storage": str(tmp_path)}
+    raw["trials"][1]["resources"]["gpus"] = 1
+    config = tmp_path / "too-big.yaml"
+    config.write_text(yaml.safe_dump(raw, sort_keys=False))
+    assert main(["--config", str(config)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: 1 trials ask for more than a node of this Ray cluster has") and "\n" not in err, err
+    assert f"trial {smoke_study.trials[1].name} asks for 1 GPUs, but its largest node has 2 CPUs and 0 GPUs" in err
+    assert not (tmp_path / "too-big").exists()  # nothing started, so the name stays free

@@ -33,6 +33,43 @@ _SECRET_VALUES = (
 PORT_PROBE_TIMEOUT_S = 5.0  # a HOST:PORT that does not answer is reported after this long
 
 
+class ClusterTooSmall(RuntimeError):
+    """A trial asks for more CPUs or GPUs than any node of a cluster that does not grow has."""
+
+
+def check_trial_resources(requests: Mapping[str, Mapping[str, float]]) -> None:
+    """After connecting: every trial fits on one node, else Tune would leave it pending forever.
+
+    `requests` maps a trial's name to its `cpus` and `gpus`. A trial's resources form one bundle, so
+    they must fit on a single node. On an autoscaling cluster (Tune's test: the launcher's bootstrap
+    config exists) new nodes may bring them, so there it only warns.
+    """
+    import ray
+    from ray.tune.execution.cluster_info import _is_ray_cluster
+
+    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+    largest = {kind: max((n.get(kind.upper()[:-1], 0.0) for n in nodes), default=0.0) for kind in ("cpus", "gpus")}
+    too_big = [
+        (name, kind, asked)
+        for name, asked_for in requests.items()
+        for kind, asked in asked_for.items()
+        if asked > largest[kind]
+    ]
+    if not too_big:
+        return
+    name, kind, asked = too_big[0]
+    have = f"its largest node has {largest['cpus']:g} CPUs and {largest['gpus']:g} GPUs"
+    if _is_ray_cluster():
+        print(f"note: trial {name} asks for {asked:g} {kind[:-1].upper()}s and {have}; waiting for the autoscaler")
+        return
+    raise ClusterTooSmall(
+        f"{len({t for t, _, _ in too_big})} trials ask for more than a node of this Ray cluster has, so Tune "
+        f"would leave them pending forever: trial {name} asks for {asked:g} {kind[:-1].upper()}s, but {have}. "
+        f"Lower `resources.{kind}` in the study spec (--print-spec shows it), or run it on a cluster that has "
+        "them (--address)"
+    )
+
+
 def connect(
     address: str | None = None, *, num_cpus: int | None = None, env_vars: Mapping[str, str] | None = None
 ) -> str:

@@ -13,6 +13,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 SPEC_FILE = "study_spec.json"
+EXPERIMENT_STATE = "experiment_state-*.json"  # Tune's saved run state, beside tuner.pkl
 TUNER_FILE = "tuner.pkl"  # Tune's own state, written when the study starts running: what --resume restores
 URI_CHECK_TIMEOUT_S = 20.0  # an unreachable bucket is reported after this long, not after Ray started
 
@@ -76,6 +77,22 @@ def exists(location: str) -> bool:
     return filesystem.get_file_info(path).type != pyarrow.fs.FileType.NotFound
 
 
+def has_tune_state(location: str) -> bool:
+    """Whether Tune saved the experiment's state (what Tuner.restore needs besides tuner.pkl).
+
+    A driver stopped between writing tuner.pkl and its first state save leaves only tuner.pkl, and
+    Tuner.restore then fails inside Tune.
+    """
+    prefix = EXPERIMENT_STATE.split("*")[0]
+    if not is_uri(location):
+        return any(Path(location).glob(EXPERIMENT_STATE))
+    import pyarrow.fs
+
+    filesystem, path = _filesystem(location)
+    found = filesystem.get_file_info(pyarrow.fs.FileSelector(path, allow_not_found=True))
+    return any(Path(info.path).name.startswith(prefix) for info in found)
+
+
 def mirror_study(location: str, local_dir: Path) -> Path:
     """Copy a study's files except checkpoints from `location` (a URI) into `local_dir`."""
     import pyarrow.fs
@@ -106,10 +123,11 @@ def check_location(storage: str, name: str, *, resume: bool) -> None:
     else:
         _check_local_dir(Path(storage).expanduser())
     if resume:
-        if not exists(join(location, TUNER_FILE)):
+        if not (exists(join(location, TUNER_FILE)) and has_tune_state(location)):
             raise ValueError(
-                f"{location} holds a study spec but no Tune state ({TUNER_FILE}): the study never started "
-                "running, so there is nothing to resume. Start it again under a new name with "
+                f"{location} holds a study spec but no Tune state ({TUNER_FILE} and {EXPERIMENT_STATE}): the "
+                "study stopped before Tune saved its first state, so there is nothing to resume. Start it again "
+                "under a new name with "
                 f"--config {join(location, SPEC_FILE)} --name NEW_NAME (or delete {location})"
             )
     elif exists(join(location, SPEC_FILE)) or exists(join(location, TUNER_FILE)):
@@ -117,6 +135,16 @@ def check_location(storage: str, name: str, *, resume: bool) -> None:
             f"study {name} already exists in {storage}; continue it with --resume {location}, "
             "or choose another --name (a study is never started over)"
         )
+
+
+def check_local_storage(storage: str, *, what: str) -> None:
+    """For a study kept on this machine (the search): `storage` is a directory that can be written, not a URI."""
+    if is_uri(storage):
+        raise ValueError(
+            f"{what} keeps its study in a local directory, but --storage is {urlsplit(storage).scheme}://...; "
+            "give a directory (a shared filesystem's mount on a cluster)"
+        )
+    _check_local_dir(Path(storage).expanduser())
 
 
 def _check_local_dir(directory: Path) -> None:

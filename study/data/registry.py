@@ -12,14 +12,18 @@ from __future__ import annotations
 import dataclasses
 import functools
 import importlib.util
+import os
+from collections.abc import Iterable
 
 from study.data import msmarco
+from study.data.formats import FormatError, check_file
 from study.data.local import collection_eval_set, collection_training_pairs
 from study.data.subsets import fixed_subset
 from study.data.types import EvalSet, TrainingPair
 from study.names import check_name
-from study.spec import EvalSetSpec, TrainDataSpec
+from study.spec import CollectionSpec, EvalSetSpec, TrainDataSpec
 
+LARGE_FILE_BYTES = 256 * 2**20
 BUILTIN_SPLITS: dict[str, str] = {"dl": "builtin-dl", "dev": "builtin-dev", "validation": "builtin-validation"}
 
 
@@ -108,6 +112,36 @@ def check_available(evaluation: list[EvalSetSpec], training: TrainDataSpec) -> N
             "the official files in the spec (`files:` per evaluation set, `file:` for the training triples). "
             "Offline, `--scale smoke` and `--scale demo` need no downloads."
         )
+
+
+def check_files(evaluation: Iterable[EvalSetSpec], training: Iterable[TrainDataSpec]) -> None:
+    """Before Ray starts: read every local data file once (not once per trial), in full, keeping nothing.
+
+    A FormatError names the spec field, the file and the line; without this check a bad line showed up
+    as one Ray traceback per trial.
+    """
+    files: dict[tuple[str, str], str] = {}
+    for spec in evaluation:
+        if spec.files is not None:
+            files |= {key: f"evaluation set {spec.name!r}" for key in _collection_files(spec.files) if key not in files}
+    for data in training:
+        if data.file is not None:
+            files.setdefault(("triples", data.file), "training data (`file`)")
+        if data.collection is not None:
+            files |= {k: "training collection" for k in _collection_files(data.collection) if k not in files}
+    for (kind, path), owner in files.items():
+        size = os.path.getsize(path) if os.path.isfile(path) else 0
+        if size > LARGE_FILE_BYTES:  # MS MARCO's corpus and triples take minutes: say why nothing moves
+            print(f"checking {path} ({size / 2**30:.1f} GiB) before Ray starts ...", flush=True)
+        try:
+            check_file(path, kind)
+        except FormatError as err:
+            raise FormatError(f"{owner}, {kind} file: {err}") from None
+
+
+def _collection_files(spec: CollectionSpec) -> list[tuple[str, str]]:
+    kinds = ("queries", "qrels", "corpus", "candidates")
+    return [(kind, getattr(spec, kind)) for kind in kinds if getattr(spec, kind) is not None]
 
 
 def _subset(eval_set: EvalSet, max_queries: int | None) -> EvalSet:

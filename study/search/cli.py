@@ -74,7 +74,10 @@ def main(args: argparse.Namespace) -> int:
         if args.print_spec:
             import yaml
 
-            print(yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False), end="")
+            from study.search.spec import display_url
+
+            shown = spec.model_dump(mode="json") | {"optuna_storage": display_url(spec.optuna_storage)}
+            print(yaml.safe_dump(shown, sort_keys=False), end="")
             return 0
         if args.preflight:
             from study.preflight import preflight_from_cli
@@ -89,9 +92,13 @@ def main(args: argparse.Namespace) -> int:
         return print_bad_input(err)
 
     print(describe(spec, resume=args.resume), flush=True)
+    from study.cluster.connect import ClusterTooSmall
     from study.search.run import run_search
 
-    outcome = run_search(spec, address=args.address)
+    try:
+        outcome = run_search(spec, address=args.address)
+    except ClusterTooSmall as err:  # found once Ray is up; nothing was started
+        return print_bad_input(err)
     if not outcome.complete:
         print(
             f"\nSearch interrupted; finished trials are kept in {outcome.study_dir}. Continue it with:\n"
@@ -103,14 +110,17 @@ def main(args: argparse.Namespace) -> int:
 
 
 def resolve_search(args: argparse.Namespace):
-    from study.search import spec as search_spec
+    from study.cluster.storage import check_local_storage, is_uri
     from study.names import check_at_least, check_name
+    from study.search import spec as search_spec
 
     check_name(args.search, SEARCHES, what="search")
     check_at_least("--max-concurrent", args.max_concurrent, 1)
     check_at_least("--epochs", args.epochs, 1)
     check_at_least("--num-samples", args.num_samples, 1)
     storage = args.storage or "studies"
+    if is_uri(storage):
+        check_local_storage(storage, what="--search")
     if args.resume:
         if isinstance(args.resume, str):  # --resume STUDY_DIR
             directory = args.resume
@@ -160,6 +170,7 @@ def resolve_search(args: argparse.Namespace):
 
 def preflight(spec, *, resume: bool) -> None:
     """Everything that can fail before Ray starts: data, models, the study directory, the storage."""
+    from study.cluster.storage import check_local_storage
     from study.data import registry
     from study.search.run import check_storage_for
     from study.search.spec import SPEC_FILE, study_dir
@@ -167,8 +178,10 @@ def preflight(spec, *, resume: bool) -> None:
 
     from study.spec import EvalSetSpec
 
+    check_local_storage(spec.storage, what="--search")  # first: the cheapest check
     for pair in spec.pairs:
         registry.check_available([EvalSetSpec(name=spec.validation_set), *spec.test_sets], pair.trial.training.data)
+    registry.check_files(spec.test_sets, [pair.trial.training.data for pair in spec.pairs])
     for pair in spec.pairs:
         check_loadable_offline(pair.trial.model)
     if not resume and (study_dir(spec) / SPEC_FILE).exists():

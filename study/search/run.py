@@ -185,13 +185,14 @@ def run_search(spec: SearchSpec, *, address: str | None = None, verbose: int = 1
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
     import optuna
 
-    from study.cluster.connect import connect
+    from study.cluster.connect import check_trial_resources, connect
     from study.search.spec import save
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    print(connect(address), flush=True)
+    check_trial_resources({p.name: {"cpus": p.trial.resources.cpus, "gpus": p.trial.resources.gpus} for p in spec.pairs})
     directory = study_dir(spec)
     save(spec, directory)
-    print(connect(address), flush=True)
 
     storage = open_storage(spec.optuna_storage)
     for pair in spec.pairs:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -222,8 +223,8 @@ def display_url(url: str) -> str:
 
     try:
         return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 -- not a URL sqlalchemy can parse: shown as given
-        return url
+    except Exception:  # noqa: BLE001 -- not a URL sqlalchemy can parse: hide any user-info password by hand
+        return re.sub(r"(://[^/@:]*:)[^@/]*@", r"\1***@", url)
 
 
 def total_training_steps(trial: TrialSpec) -> int:
@@ -286,9 +287,12 @@ def check_resume_options(saved: SearchSpec, given: Mapping[str, Any]) -> None:
     for option, value in given.items():
         field = option.removeprefix("--").replace("-", "_")
         if value is not None and getattr(saved, field) != value:
+            was, got = getattr(saved, field), value
+            if field == "optuna_storage":  # never print a password
+                was, got = display_url(was), display_url(got)
             raise ValueError(
-                f"--resume continues search {saved.name} as it was started ({option} {getattr(saved, field)}), "
-                f"but got {option} {value}; drop {option} or start a new search with another --name"
+                f"--resume continues search {saved.name} as it was started ({option} {was}), "
+                f"but got {option} {got}; drop {option} or start a new search with another --name"
             )
 
 

@@ -31,6 +31,8 @@ logger = logging.getLogger(__name__)
 WANDB_MODES: tuple[str, ...] = ("off", "offline", "online")
 DEFAULT_PROJECT = "reranker-optimizer-study"  # WANDB_PROJECT overrides it
 STEP_LOG = "steps.jsonl"  # written by trainables/trial.py
+UPLOAD_TIMEOUT_S = 300  # at the end of a study, the most W&B runs may take to finish uploading (Ray's default: 30)
+INTERRUPTED_UPLOAD_TIMEOUT_S = 30  # after Ctrl+C: the user is waiting, and `wandb sync` uploads the rest
 
 
 def check_wandb_installed() -> None:
@@ -148,8 +150,7 @@ class GuardedWandbCallback(WandbLoggerCallback):
     _logger_actor_cls = StepLoggingActor
 
     def __init__(self, *, project: str, group: str, mode: str):
-        # At the end, wait at most 5 minutes (Ray's default: 30) for runs to finish uploading.
-        super().__init__(project=project, group=group, mode=mode, upload_timeout=300)
+        super().__init__(project=project, group=group, mode=mode, upload_timeout=UPLOAD_TIMEOUT_S)
         self._mode = mode
         self._failed = False
 
@@ -175,8 +176,27 @@ class GuardedWandbCallback(WandbLoggerCallback):
     def on_trial_error(self, *args, **kwargs):
         self._guard(super().on_trial_error, *args, **kwargs)
 
-    def on_experiment_end(self, *args, **kwargs):
-        self._guard(super().on_experiment_end, *args, **kwargs)
+    def on_experiment_end(self, trials, **info):
+        self._guard(self._close_runs, trials, **info)
+
+    def _close_runs(self, trials, **info) -> None:
+        """Close every W&B run, waiting a bounded time.
+
+        A trial stopped by Ctrl+C never completes, so Ray never tells its logging actor to end and
+        would wait the whole upload timeout for it (300 s); here it is told to end, and the wait after
+        an interruption is INTERRUPTED_UPLOAD_TIMEOUT_S.
+        """
+        unfinished = [t for t in self._trial_logging_actors if t.status not in ("TERMINATED", "ERROR")]
+        for trial in unfinished:
+            self._signal_logging_actor_stop(trial=trial)
+        if unfinished:
+            self._upload_timeout = min(self._upload_timeout, INTERRUPTED_UPLOAD_TIMEOUT_S)
+            print(
+                f"W&B: closing the runs of {len(unfinished)} unfinished trials (at most {self._upload_timeout} s); "
+                "upload what is left later with `wandb sync <study>/<trial>/wandb/<run>`",
+                flush=True,
+            )
+        super().on_experiment_end(trials, **info)
 
     def _start_logging_actor(self, trial, exclude_results, **wandb_init_kwargs):
         if self._remote_logger_class is None:
