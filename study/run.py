@@ -43,7 +43,13 @@ def build_parser() -> argparse.ArgumentParser:
         "full (the thesis's models and data; default)",
     )
     parser.add_argument("--models", nargs="+", metavar="M", help="only these models (minilm gte modernbert)")
-    parser.add_argument("--optimizers", nargs="+", metavar="O", help="only these optimizers (adamw lion)")
+    parser.add_argument(
+        "--optimizers",
+        nargs="+",
+        metavar="O",
+        help="these optimizers: any of adamw lion adafactor schedulefree_adamw adan "
+        "(search_spaces/optimizers.py; default: the thesis's adamw lion)",
+    )
     parser.add_argument("--epochs", type=int, help="override the number of training epochs")
     parser.add_argument(
         "--storage", help="directory or URI (s3://, gs://) holding study results (default: ./studies)"
@@ -155,7 +161,7 @@ def resolve_spec(args: argparse.Namespace):
     if args.config:
         spec = grids.load_study_file(args.config)
     else:
-        spec = grids.build_study(args.grid, scale=args.scale or "full")
+        spec = grids.build_study(args.grid, scale=args.scale or "full", optimizers=optimizers)
     if args.seeds:
         spec = grids.with_seeds(spec, _seeds(args.seeds))
     spec = grids.restrict(

@@ -286,7 +286,7 @@ def load_search_trials(spec: SearchSpec, pair: SearchPair) -> list[SearchTrial]:
     trials = []
     for result in results.load_trials(study_dir(spec) / pair.name):
         config = json.loads((Path(result.trial_dir) / "params.json").read_text())
-        params = {name: config[name] for name in spaces.HYPERPARAMETERS}
+        params = {name: config[name] for name in spaces.HYPERPARAMETERS if name in config}
         trials.append(
             SearchTrial(pair.name, int(config["optuna_trial"]), params, result, params == pair.thesis_point)
         )
