@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from study.cli_errors import print_bad_input
 from study.search import cli as search_cli
+from study.search import compare
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,6 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     source.add_argument("--config", metavar="STUDY.yaml", help="a study spec in YAML (see --print-spec)")
     source.add_argument("--search", metavar="optuna", help="a hyperparameter search around the thesis grid")
+    source.add_argument(
+        "--compare", nargs="+", metavar="O", help="tuned against tuned: an equal-budget search per optimizer, then seeds"
+    )
     parser.add_argument(
         "--resume",
         nargs="?",
@@ -82,14 +86,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--print-spec", action="store_true", help="print the resolved study as YAML and exit")
     search_cli.add_search_arguments(parser)
+    compare.add_compare_arguments(parser)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not (args.grid or args.config or args.search or isinstance(args.resume, str)):
-        parser.error("one of --grid, --config, --search or --resume STUDY_DIR is required")
+    if not (args.grid or args.config or args.search or args.compare or isinstance(args.resume, str)):
+        parser.error("one of --grid, --config, --search, --compare or --resume STUDY_DIR is required")
+    if args.compare is not None:
+        return compare.main(args)
+    if args.budget is not None or args.confirm_seeds is not None:
+        return print_bad_input(ValueError("--budget and --confirm-seeds only apply to --compare"))
     if args.search is not None:
         return search_cli.main(args)
     try:
