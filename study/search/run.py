@@ -249,7 +249,7 @@ def _fit_pair(spec: SearchSpec, pair: SearchPair, directory: Path, storage, *, v
                     checkpoint_score_order=PRIMARY_MODE,
                 ),
                 failure_config=tune.FailureConfig(max_failures=0),
-                progress_reporter=_progress_table(spec),
+                progress_reporter=_progress_table(spec, pair),
                 verbose=verbose,
             ),
         )
@@ -261,7 +261,7 @@ def _trial_name(trial) -> str:
     return f"{config['model']['name']}-{config['optimizer']['name']}-n{trial.config['optuna_trial']:03d}-{trial.trial_id}"
 
 
-def _progress_table(spec: SearchSpec):
+def _progress_table(spec: SearchSpec, pair: SearchPair):
     from ray.tune import CLIReporter
 
     return CLIReporter(
@@ -271,7 +271,7 @@ def _progress_table(spec: SearchSpec):
             "train_loss": "train loss",
             spec.metric_key: f"{spec.metric} (validation)",
         },
-        parameter_columns={"optuna_trial": "#", **{name: name for name in spaces.HYPERPARAMETERS}},
+        parameter_columns={"optuna_trial": "#", **{name: name for name in pair.space_ranges()}},
         metric=spec.metric_key,
         mode=PRIMARY_MODE,
         sort_by_metric=True,
