@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from search_spaces import thesis
-from study.names import check_name
 from search_spaces.optimizers import REGISTRY, THESIS_OPTIMIZERS, Entry
+from study.names import check_name
 from study.scales import DEV_TABLE_METRICS, DL_TABLE_METRICS, SCALES, ScaleProfile
 from study.spec import OPTIMIZERS, StudySpec
 

@@ -13,7 +13,11 @@ import yaml
 from study.reporting.compare import _pairwise_tests, _timing_rows, validation_curve
 from study.results import TrialResult
 from study.run import build_parser, main
-from study.search.compare import confirmation_study, parse_confirm_seeds, resolve_compare
+from study.search.compare import (
+    confirmation_study,
+    parse_confirm_seeds,
+    resolve_compare,
+)
 
 
 def _args(*argv: str) -> argparse.Namespace:

@@ -14,7 +14,12 @@ from torch import nn
 from search_spaces.optimizers import OPTIMIZERS, REGISTRY
 from study.grids import build_study, restrict
 from study.spec import TrialSpec
-from trainables.optimizers import build_optimizer, eval_mode, optimizer_state_bytes, train_mode
+from trainables.optimizers import (
+    build_optimizer,
+    eval_mode,
+    optimizer_state_bytes,
+    train_mode,
+)
 
 
 def _one_weight(values: list) -> tuple[nn.Module, nn.Parameter]:
