@@ -84,14 +84,10 @@ class AdafactorSpec(_OptimizerSpec):
     weight_decay: float = Field(0.01, ge=0)
 
 
-class ScheduleFreeAdamWSpec(_OptimizerSpec):
-    name: Literal["schedulefree_adamw"] = "schedulefree_adamw"
-    lr: float = Field(gt=0)
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = Field(1e-8, gt=0)
-    weight_decay: float = Field(0.01, ge=0)
+class ScheduleFreeAdamWSpec(AdamWSpec):
+    """AdamW's settings; the schedule-free method replaces the schedule (constant after warmup)."""
 
-    _betas = field_validator("betas")(_check_betas)
+    name: Literal["schedulefree_adamw"] = "schedulefree_adamw"
 
 
 class AdanSpec(_OptimizerSpec):

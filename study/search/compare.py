@@ -21,9 +21,10 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from search_spaces import thesis
 from study.cli_errors import print_bad_input
 
-SEARCH_TRAINING_SEED = 12  # the thesis's seed: the search's trials train with it
+SEARCH_TRAINING_SEED: int = thesis.TRAINING["seed"]  # the search's trials train with the thesis's seed
 DEFAULT_BUDGET = 20
 DEFAULT_CONFIRM_SEEDS = 3
 
@@ -99,19 +100,9 @@ def resolve_compare(args: argparse.Namespace) -> CompareSpec:
     storage = args.storage or "studies"
     directory = Path(storage).expanduser().resolve() / name
     search = build_search(
-        scale=scale,
-        models=search_cli._split(args.models),
+        **search_cli.search_options(args),
         optimizers=optimizers,
-        epochs=args.epochs,
         num_samples=budget,
-        max_concurrent=args.max_concurrent,
-        scheduler=args.scheduler or "asha",
-        rungs=args.rungs,
-        validate_every=args.validate_every_steps,
-        metric=args.metric or "nDCG@10",
-        seed=args.seed if args.seed is not None else 12,
-        ranges=args.range or (),
-        optuna_storage=args.optuna_storage,
         name=SEARCH_NAME,
         storage=str(directory),
     )

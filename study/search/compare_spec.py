@@ -11,7 +11,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from study.spec import SEED_MAX
+from study.spec import SEED_MAX, _path_name
 
 COMPARE_SPEC = "compare_spec.json"
 SEARCH_NAME, CONFIRM_NAME = "search", "confirm"
@@ -29,6 +29,8 @@ class CompareSpec(BaseModel):
     search: dict = Field(description="the search's SearchSpec (study/search/spec.py), as JSON")
     confirm_seeds: tuple[Annotated[int, Field(ge=0, le=SEED_MAX)], ...] = Field(min_length=1)
     target_fraction: float = Field(TARGET_FRACTION, gt=0, le=1)
+
+    _name = field_validator("name")(_path_name("comparison name"))
 
     @field_validator("confirm_seeds")
     @classmethod
