@@ -130,3 +130,15 @@ def test_pairwise_tests_are_holm_corrected_per_model(tmp_path):
     same = [t for t in tests if {t["a"], t["b"]} == {"adamw", "adafactor"}]
     assert all(t["verdict"] == "not significant" and t["Δ (b-a)"] == 0 for t in same)
     assert all(math.isnan(t["p t-test"]) or 0 <= t["p t-test"] <= 1 for t in tests)
+
+
+def test_hyperparameter_table_has_a_column_for_every_optimizers_hyperparameters():
+    from study.search.report import hyperparameter_rows
+
+    pairs = [
+        {"model": "minilm", "optimizer": "adamw", "thesis": {"optuna_trial": 0, "params": {"lr": 2e-5, "beta1": 0.9}}},
+        {"model": "minilm", "optimizer": "adafactor", "thesis": {"optuna_trial": 0, "params": {"lr": 1e-3, "beta2_decay": -0.8}}},
+    ]
+    rows = hyperparameter_rows(pairs)
+    assert [list(r) for r in rows] == [["Model", "Optimizer", "Config", "lr", "beta1", "beta2_decay"]] * 2
+    assert (rows[0]["beta2_decay"], rows[1]["beta1"]) == ("-", "-")

@@ -92,7 +92,9 @@ def hyperparameter_rows(pairs: list[dict]) -> list[dict]:
                 config = "thesis" if role == "thesis" else f"best: trial {entry['optuna_trial']}"
                 params = {k: f"{v:.3g}" if isinstance(v, float) else v for k, v in entry["params"].items()}
                 rows.append({"Model": pair["model"], "Optimizer": pair["optimizer"], "Config": config, **params})
-    return rows
+    # optimizers search different hyperparameters: one column each, "-" where a row has none
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    return [{k: row.get(k, "-") for k in columns} for row in rows]
 
 
 def best_markdown(spec: SearchSpec, pairs: list[dict], notes: list[str]) -> str:
