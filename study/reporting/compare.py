@@ -73,7 +73,7 @@ def write_compare_report(directory: str | Path, *, n_resamples: int = 10_000, pl
     markdown = _markdown(spec, search, sections)
     path = write_atomic(directory / REPORT_MD, markdown)
     summary = "\n\n".join(
-        f"{r.name}:\n{format_table(r.quality)}\n\n{format_table(r.timing)}\n\n{r.paragraph}" for r in sections
+        f"{r.name}:\n{format_table(_visible(r.quality))}\n\n{format_table(r.timing)}\n\n{r.paragraph}" for r in sections
     )
     return CompareReport(path, written_tables, written_plots, summary)
 
@@ -285,6 +285,7 @@ def _paragraph(model: str, report: _Model, spec, search, metrics) -> str:
     label = f"{DISPLAY_NAMES.get(metric, metric)} on {eval_set}"
     tuned = {r["optimizer"]: r[key] for r in report.quality if not r["config"].startswith("default")}
     default = {r["optimizer"]: r[key] for r in report.quality if r["config"] == "default"}
+    kept_default = [r["optimizer"] for r in report.quality if r["config"] == "tuned (= default)"]
     ranked = sorted(tuned.items(), key=lambda item: -item[1][0] if not math.isnan(item[1][0]) else math.inf)
     n_seeds = len(spec.confirm_seeds)
     parts = [
@@ -315,10 +316,12 @@ def _paragraph(model: str, report: _Model, spec, search, metrics) -> str:
     gains = [
         f"{o} {tuned[o][0] - default[o][0]:+.4f}"
         for o in tuned
-        if o in default and not math.isnan(tuned[o][0]) and not math.isnan(default[o][0])
+        if o in default and o not in kept_default and not math.isnan(tuned[o][0]) and not math.isnan(default[o][0])
     ]
     if gains:
         parts.append(f"Tuning changed {label} (tuned minus default mean) by: {', '.join(gains)}.")
+    if kept_default:
+        parts.append(f"The search found nothing better on validation than the default for: {', '.join(kept_default)}.")
     parts.append(
         f"These are {search.scale}-scale numbers with {n_seeds} seed(s); intervals that overlap and single-seed "
         "results do not rank optimizers, and the ranking may change at another scale or budget."
