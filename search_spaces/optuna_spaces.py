@@ -28,67 +28,25 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from search_spaces import optimizers as optimizer_registry
+from search_spaces.ranges import Choice, FloatRange, IntRange, Range, Ranges
 from study.names import check_name
 
 if TYPE_CHECKING:
     import optuna
 
 
-@dataclass(frozen=True)
-class FloatRange:
-    low: float
-    high: float
-    log: bool = False
 
-
-@dataclass(frozen=True)
-class IntRange:
-    low: int
-    high: int
-
-
-@dataclass(frozen=True)
-class Choice:
-    values: tuple[str, ...]
-
-
-Range = FloatRange | IntRange | Choice
-Ranges = Mapping[str, Range]
-
-HYPERPARAMETERS: tuple[str, ...] = ("lr", "beta1", "beta2", "weight_decay", "schedule", "warmup_steps")
-SCHEDULES: tuple[str, ...] = ("constant", "linear", "cosine")
-
-# Lion's ranges relative to AdamW's (Chen et al. 2023, §5): lr 3-10x smaller, weight decay 3-10x larger.
-LION_LR_DIVISORS = (10.0, 3.0)  # (low end, high end)
-LION_WEIGHT_DECAY_FACTORS = (3.0, 10.0)
-
-ADAMW_LR = FloatRange(5e-6, 1e-4, log=True)
-ADAMW_WEIGHT_DECAY = FloatRange(1e-3, 1e-1, log=True)
-
-BASE_RANGES: dict[str, dict[str, Range]] = {
-    "adamw": {
-        "lr": ADAMW_LR,
-        "beta1": FloatRange(0.8, 0.95),
-        "beta2": FloatRange(0.98, 0.9999),
-        "weight_decay": ADAMW_WEIGHT_DECAY,
-        "schedule": Choice(SCHEDULES),
-    },
-    "lion": {
-        "lr": FloatRange(ADAMW_LR.low / LION_LR_DIVISORS[0], ADAMW_LR.high / LION_LR_DIVISORS[1], log=True),
-        "beta1": FloatRange(0.8, 0.95),
-        "beta2": FloatRange(0.95, 0.999),
-        "weight_decay": FloatRange(
-            ADAMW_WEIGHT_DECAY.low * LION_WEIGHT_DECAY_FACTORS[0],
-            ADAMW_WEIGHT_DECAY.high * LION_WEIGHT_DECAY_FACTORS[1],
-            log=True,
-        ),
-        "schedule": Choice(SCHEDULES),
-    },
-}
-OPTIMIZERS: tuple[str, ...] = tuple(BASE_RANGES)
+# Every name a registered optimizer may search; each optimizer searches its own subset
+# (search_spaces/optimizers.py: `Entry.hyperparameters`).
+HYPERPARAMETERS: tuple[str, ...] = ("lr", "beta1", "beta2", "beta2_decay", "weight_decay", "schedule", "warmup_steps")
+SCHEDULES: tuple[str, ...] = optimizer_registry.SCHEDULES
+OPTIMIZERS: tuple[str, ...] = optimizer_registry.OPTIMIZERS
+BASE_RANGES: dict[str, dict[str, Range]] = {name: dict(e.ranges) for name, e in optimizer_registry.REGISTRY.items()}
+LION_LR_DIVISORS = optimizer_registry.LION_LR_DIVISORS
+LION_WEIGHT_DECAY_FACTORS = optimizer_registry.LION_WEIGHT_DECAY_FACTORS
 
 WARMUP_FRACTION = 0.1  # §3.2.3: "linear warmup for 10% of training steps"
 
@@ -105,7 +63,7 @@ def default_ranges(optimizer: str, *, thesis_warmup_steps: int, total_steps: int
 
 def _suggest(trial: optuna.Trial, ranges: Ranges) -> dict[str, Any]:
     params: dict[str, Any] = {}
-    for name in HYPERPARAMETERS:
+    for name in (n for n in HYPERPARAMETERS if n in ranges):
         bounds = ranges[name]
         if isinstance(bounds, Choice):
             params[name] = trial.suggest_categorical(name, list(bounds.values))
@@ -116,46 +74,56 @@ def _suggest(trial: optuna.Trial, ranges: Ranges) -> dict[str, Any]:
     return params
 
 
-def adamw_space(trial: optuna.Trial, ranges: Ranges) -> dict[str, Any]:
-    """AdamW: lr, betas, weight decay, schedule and warmup within `ranges` (eps stays 1e-8)."""
+def space(trial: optuna.Trial, ranges: Ranges) -> dict[str, Any]:
+    """Any registered optimizer: its hyperparameters (the names in `ranges`) within `ranges`."""
     return _suggest(trial, ranges)
 
 
-def lion_space(trial: optuna.Trial, ranges: Ranges) -> dict[str, Any]:
-    """Lion: the same hyperparameters as AdamW, in Lion's own ranges (lower lr, higher decay)."""
-    return _suggest(trial, ranges)
-
-
-SPACES: dict[str, Callable[[optuna.Trial, Ranges], dict[str, Any]]] = {"adamw": adamw_space, "lion": lion_space}
+# One define-by-run space serves every optimizer: what differs is the ranges (names and bounds).
+SPACES: dict[str, Callable[[optuna.Trial, Ranges], dict[str, Any]]] = dict.fromkeys(OPTIMIZERS, space)
 
 
 # ---- between hyperparameters and trial specs ----------------------------------------------------
 
 
 def apply_params(trial: dict, params: Mapping[str, Any]) -> dict:
-    """A copy of a trial spec (as a dict) with the sampled hyperparameters substituted."""
+    """A copy of a trial spec (as a dict) with the sampled hyperparameters substituted:
+    betaN -> optimizer.betas[N-1], schedule and warmup_steps -> the schedule, the rest -> the optimizer."""
     optimizer = dict(trial["optimizer"])
     schedule = dict(trial["schedule"])
-    optimizer["lr"] = float(params["lr"])
-    optimizer["betas"] = (float(params["beta1"]), float(params["beta2"]))
-    optimizer["weight_decay"] = float(params["weight_decay"])
-    schedule["name"] = params["schedule"]
-    schedule["warmup_steps"] = int(params["warmup_steps"])
+    betas = list(optimizer.get("betas", ()))
+    for name, value in params.items():
+        if name == "schedule":
+            schedule["name"] = value
+        elif name == "warmup_steps":
+            schedule["warmup_steps"] = int(value)
+        elif _beta_index(name) is not None:
+            betas[_beta_index(name)] = float(value)
+        else:
+            optimizer[name] = float(value)
+    if betas:
+        optimizer["betas"] = tuple(betas)
     return {**trial, "optimizer": optimizer, "schedule": schedule}
 
 
 def params_of(trial: dict) -> dict[str, Any]:
     """The searched hyperparameters of a trial spec (as a dict): the thesis point of its space."""
     optimizer, schedule = trial["optimizer"], trial["schedule"]
-    beta1, beta2 = optimizer["betas"]
-    return {
-        "lr": float(optimizer["lr"]),
-        "beta1": float(beta1),
-        "beta2": float(beta2),
-        "weight_decay": float(optimizer["weight_decay"]),
-        "schedule": schedule["name"],
-        "warmup_steps": int(schedule["warmup_steps"]),
-    }
+    params: dict[str, Any] = {}
+    for name in optimizer_registry.REGISTRY[optimizer["name"]].hyperparameters:
+        if name == "schedule":
+            params[name] = schedule["name"]
+        elif name == "warmup_steps":
+            params[name] = int(schedule["warmup_steps"])
+        elif _beta_index(name) is not None:
+            params[name] = float(optimizer["betas"][_beta_index(name)])
+        else:
+            params[name] = float(optimizer[name])
+    return params
+
+
+def _beta_index(name: str) -> int | None:
+    return int(name[4:]) - 1 if name.startswith("beta") and name[4:].isdigit() else None
 
 
 # ---- user overrides and validation --------------------------------------------------------------
@@ -165,6 +133,7 @@ _LIMITS: dict[str, tuple[float, bool, float, bool]] = {
     "lr": (0.0, False, math.inf, False),
     "beta1": (0.0, True, 1.0, False),
     "beta2": (0.0, True, 1.0, False),
+    "beta2_decay": (-math.inf, False, 0.0, True),
     "weight_decay": (0.0, True, math.inf, False),
     "warmup_steps": (0, True, math.inf, False),
 }
@@ -199,11 +168,12 @@ def parse_range_override(text: str, optimizers: tuple[str, ...]) -> tuple[list[s
         raise ValueError(f"--range {name} expects LOW:HIGH as {kind}, but got {value!r}") from None
 
 
-def check_ranges(ranges: Mapping[str, Range], *, where: str) -> None:
+def check_ranges(ranges: Mapping[str, Range], *, where: str, optimizer: str) -> None:
     """ValueError for a missing or unknown name, an inverted or empty range, or values out of bounds."""
+    entry = optimizer_registry.entry(optimizer)
     for name in ranges:
-        check_name(name, HYPERPARAMETERS, what="hyperparameter")
-    missing = [n for n in HYPERPARAMETERS if n not in ranges]
+        check_name(name, entry.hyperparameters, what=f"hyperparameter of {optimizer}")
+    missing = [n for n in entry.hyperparameters if n not in ranges]
     if missing:
         raise ValueError(f"{where}: the search space needs a range for {', '.join(missing)}")
     for name, bounds in ranges.items():
@@ -211,7 +181,7 @@ def check_ranges(ranges: Mapping[str, Range], *, where: str) -> None:
             if not bounds.values:
                 raise ValueError(f"{where}: {name} expects at least one choice, but got none")
             for value in bounds.values:
-                check_name(value, SCHEDULES, what="schedule")
+                check_name(value, entry.schedules, what=f"schedule for {optimizer}")
             continue
         if not bounds.low < bounds.high:
             raise ValueError(

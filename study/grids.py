@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from search_spaces import thesis
+from search_spaces.optimizers import REGISTRY, THESIS_OPTIMIZERS, Entry
 from study.names import check_name
 from study.scales import DEV_TABLE_METRICS, DL_TABLE_METRICS, SCALES, ScaleProfile
 from study.spec import OPTIMIZERS, StudySpec
@@ -15,14 +16,19 @@ GRIDS: tuple[str, ...] = tuple(thesis.GRID_SCHEDULES)  # thesis, thesis-literal
 MODELS: tuple[str, ...] = tuple(thesis.MODELS)
 
 
-def thesis_trials(scale: ScaleProfile, grid: str = "thesis") -> list[dict]:
-    """The six thesis trials, resolved for one scale, as plain dicts (validated by StudySpec).
-    `grid` picks the reading of the thesis's schedules (search_spaces/thesis.py)."""
+def thesis_trials(
+    scale: ScaleProfile, grid: str = "thesis", optimizers: Sequence[str] = THESIS_OPTIMIZERS
+) -> list[dict]:
+    """The thesis trials, resolved for one scale, as plain dicts (validated by StudySpec): its six
+    by default. `grid` picks the reading of the thesis's schedules (search_spaces/thesis.py); any
+    other registered optimizer joins with its own defaults (search_spaces/optimizers.py) under
+    AdamW's schedule for the model where it allows it (schedule-free: constant)."""
     schedules = thesis.GRID_SCHEDULES[grid]
     trials = []
     for key, model in thesis.MODELS.items():
         source = scale.models.get(key)
-        for optimizer in OPTIMIZERS:
+        for optimizer in optimizers:
+            entry = REGISTRY[optimizer]
             trials.append(
                 {
                     "scale": scale.name,
@@ -33,9 +39,9 @@ def thesis_trials(scale: ScaleProfile, grid: str = "thesis") -> list[dict]:
                         "trust_remote_code": model.trust_remote_code and source is None,
                         "stand_in_for": model.hf_id if source else None,
                     },
-                    "optimizer": thesis.optimizer_settings(key, optimizer),
+                    "optimizer": entry.defaults(key),
                     "schedule": {
-                        "name": schedules[(key, optimizer)],
+                        "name": _schedule(schedules, key, entry),
                         "warmup_steps": scale.warmup_steps if scale.warmup_steps is not None else thesis.WARMUP_STEPS,
                     },
                     "training": {
@@ -56,6 +62,12 @@ def thesis_trials(scale: ScaleProfile, grid: str = "thesis") -> list[dict]:
     return trials
 
 
+def _schedule(schedules: dict[tuple[str, str], str], model: str, entry: Entry) -> str:
+    """The thesis's schedule for the pair; a new optimizer takes AdamW's, or its own first if it can't."""
+    wanted = schedules.get((model, entry.name), schedules[(model, "adamw")])
+    return wanted if wanted in entry.schedules else entry.schedules[0]
+
+
 def _eval_set(name: str, table_metrics: tuple[str, ...], batch_size: int, depth: int | None) -> dict:
     return {"name": name, "table_metrics": table_metrics, "batch_size": batch_size, "depth": depth}
 
@@ -67,14 +79,18 @@ def build_study(
     name: str | None = None,
     storage: str = "studies",
     max_concurrent: int | None = None,
+    optimizers: Sequence[str] | None = None,
 ) -> StudySpec:
+    """A built-in grid; `optimizers` builds those registered optimizers' trials (default: the thesis's two)."""
     check_name(grid, GRIDS, what="grid")
     check_name(scale, SCALES, what="scale")
+    for optimizer in optimizers or ():
+        check_name(optimizer, OPTIMIZERS, what="optimizer")
     return StudySpec(
         name=name or default_study_name(grid, scale),
         grid=grid,
         scale=scale,
-        trials=thesis_trials(SCALES[scale], grid),
+        trials=thesis_trials(SCALES[scale], grid, tuple(dict.fromkeys(optimizers or THESIS_OPTIMIZERS))),
         storage=storage,
         max_concurrent=max_concurrent,
     )

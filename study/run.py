@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from study.cli_errors import print_bad_input
 from study.search import cli as search_cli
+from study.search import compare
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,6 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     source.add_argument("--config", metavar="STUDY.yaml", help="a study spec in YAML (see --print-spec)")
     source.add_argument("--search", metavar="optuna", help="a hyperparameter search around the thesis grid")
+    source.add_argument(
+        "--compare", nargs="+", metavar="O", help="tuned against tuned: an equal-budget search per optimizer, then seeds"
+    )
     parser.add_argument(
         "--resume",
         nargs="?",
@@ -43,7 +47,13 @@ def build_parser() -> argparse.ArgumentParser:
         "full (the thesis's models and data; default)",
     )
     parser.add_argument("--models", nargs="+", metavar="M", help="only these models (minilm gte modernbert)")
-    parser.add_argument("--optimizers", nargs="+", metavar="O", help="only these optimizers (adamw lion)")
+    parser.add_argument(
+        "--optimizers",
+        nargs="+",
+        metavar="O",
+        help="these optimizers: any of adamw lion adafactor schedulefree_adamw adan "
+        "(search_spaces/optimizers.py; default: the thesis's adamw lion)",
+    )
     parser.add_argument("--epochs", type=int, help="override the number of training epochs")
     parser.add_argument(
         "--storage", help="directory or URI (s3://, gs://) holding study results (default: ./studies)"
@@ -82,14 +92,19 @@ def build_parser() -> argparse.ArgumentParser:
         "GPU-hours, and exit (2 when a check fails)",
     )
     search_cli.add_search_arguments(parser)
+    compare.add_compare_arguments(parser)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not (args.grid or args.config or args.search or isinstance(args.resume, str)):
-        parser.error("one of --grid, --config, --search or --resume STUDY_DIR is required")
+    if not (args.grid or args.config or args.search or args.compare or isinstance(args.resume, str)):
+        parser.error("one of --grid, --config, --search, --compare or --resume STUDY_DIR is required")
+    if args.compare is not None:
+        return compare.main(args)
+    if args.budget is not None or args.confirm_seeds is not None:
+        return print_bad_input(ValueError("--budget and --confirm-seeds only apply to --compare"))
     if args.search is not None:
         return search_cli.main(args)
     try:
@@ -170,7 +185,7 @@ def resolve_spec(args: argparse.Namespace):
     if args.config:
         spec = grids.load_study_file(args.config)
     else:
-        spec = grids.build_study(args.grid, scale=args.scale or "full")
+        spec = grids.build_study(args.grid, scale=args.scale or "full", optimizers=optimizers)
     if args.seeds:
         spec = grids.with_seeds(spec, _seeds(args.seeds))
     spec = grids.restrict(

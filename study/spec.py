@@ -8,10 +8,12 @@ checkpoint and result. Unknown keys are errors (`extra="forbid"`), so a typo nev
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from search_spaces import optimizers as optimizer_registry
+from search_spaces.optimizers import AdamWSpec, LionSpec  # noqa: F401 -- re-exported: the thesis's two
 from study.names import check_path_name
 
 Scale = Literal["smoke", "demo", "full"]
@@ -61,34 +63,9 @@ class ModelSpec(_Spec):
     _name = field_validator("name")(_path_name("model name"))
 
 
-def _check_betas(betas: tuple[float, float]) -> tuple[float, float]:
-    for beta in betas:
-        if not 0.0 <= beta < 1.0:
-            raise ValueError(f"each beta must be in [0, 1), but got {betas}")
-    return betas
-
-
-class AdamWSpec(_Spec):
-    name: Literal["adamw"] = "adamw"
-    lr: float = Field(gt=0)
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = Field(1e-8, gt=0)
-    weight_decay: float = Field(0.01, ge=0)
-
-    _betas = field_validator("betas")(_check_betas)
-
-
-class LionSpec(_Spec):
-    name: Literal["lion"] = "lion"
-    lr: float = Field(gt=0)
-    betas: tuple[float, float] = (0.9, 0.99)
-    weight_decay: float = Field(0.01, ge=0)
-
-    _betas = field_validator("betas")(_check_betas)
-
-
-OptimizerSpec = Annotated[AdamWSpec | LionSpec, Field(discriminator="name")]
-OPTIMIZERS: tuple[str, ...] = ("adamw", "lion")
+# The optimizer part of a trial: any entry of the registry (search_spaces/optimizers.py), told apart by name.
+OptimizerSpec = Annotated[Union[optimizer_registry.spec_types()], Field(discriminator="name")]  # noqa: UP007
+OPTIMIZERS: tuple[str, ...] = optimizer_registry.OPTIMIZERS
 
 
 class ScheduleSpec(_Spec):
@@ -278,6 +255,16 @@ class TrialSpec(_Spec):
     @property
     def name(self) -> str:
         return f"{self.model.name}-{self.optimizer.name}" + (f"-{self.tag}" if self.tag else "")
+
+    @model_validator(mode="after")
+    def _schedule_fits_optimizer(self) -> TrialSpec:
+        allowed = optimizer_registry.REGISTRY[self.optimizer.name].schedules
+        if self.schedule.name not in allowed:
+            raise ValueError(
+                f"optimizer {self.optimizer.name} runs only with schedule {' or '.join(allowed)} "
+                f"(it schedules itself), but got {self.schedule.name}"
+            )
+        return self
 
     @model_validator(mode="after")
     def _unique_eval_sets(self) -> TrialSpec:

@@ -192,6 +192,18 @@ CASES = {
         _bad_file("triples", TRIPLES.encode() + b"query\tpositive only\n"),
         ("training data (`file`), triples file: ", "/triples.txt:2: a triples TSV"),
     ),
+    "--compare with an unknown optimizer": (
+        lambda tmp: ["--compare", "adamw", "lino", "--scale", "smoke"],
+        "Did you mean 'lion'?",
+    ),
+    "--compare with a budget < 1": (
+        lambda tmp: ["--compare", "adamw", "lion", "--budget", "0", "--scale", "smoke"],
+        "--budget must be at least 1",
+    ),
+    "--compare with seeds that repeat": (
+        lambda tmp: ["--compare", "adamw", "lion", "--confirm-seeds", "13,14,13", "--scale", "smoke"],
+        "--confirm-seeds expects distinct seeds, but [13] repeat",
+    ),
 }
 
 

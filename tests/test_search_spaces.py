@@ -8,6 +8,7 @@ import pytest
 
 from search_spaces import optuna_spaces as spaces
 from search_spaces import thesis
+from search_spaces.optimizers import REGISTRY
 from study.run import main
 from study.search.spec import SearchSpec, build_search
 from study.spec import TrialSpec
@@ -93,7 +94,7 @@ def _first_suggestions(seed: int, n: int = 5) -> list[dict]:
 
 def test_the_thesis_point_is_proposed_first():
     first = _first_suggestions(seed=12, n=1)[0]
-    assert {k: first[k] for k in spaces.HYPERPARAMETERS} == {
+    assert {k: first[k] for k in REGISTRY["lion"].hyperparameters} == {
         "lr": 2e-5,
         "beta1": 0.9,
         "beta2": 0.99,

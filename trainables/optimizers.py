@@ -1,7 +1,8 @@
-"""Optimizer factory: AdamW or Lion over the same parameter groups, so the comparison is fair.
+"""Optimizer factory: any registered optimizer (search_spaces/optimizers.py) over the same parameter
+groups, so the comparison is fair.
 
 Weight decay applies to weight matrices and embeddings, never to biases or normalisation weights
-(the convention of BERT and of Hugging Face's Trainer), for both optimizers alike.
+(the convention of BERT and of Hugging Face's Trainer), for every optimizer alike.
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from search_spaces.optimizers import REGISTRY
+
 if TYPE_CHECKING:
-    from study.spec import AdamWSpec, LionSpec
+    from study.spec import OptimizerSpec
 
 _NORM_TYPES: tuple[type[nn.Module], ...] = (nn.LayerNorm, nn.GroupNorm, nn.BatchNorm1d, nn.RMSNorm)
 
@@ -36,18 +39,25 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     ]
 
 
-def build_optimizer(model: nn.Module, spec: AdamWSpec | LionSpec) -> torch.optim.Optimizer:
-    groups = parameter_groups(model, spec.weight_decay)
-    if spec.name == "adamw":
-        # fused: one kernel pass over all tensors; on a CPU the per-tensor loop is ~3x slower, a
-        # large share of a small model's step. Same update rule (and what HF's Trainer defaults to).
-        return torch.optim.AdamW(groups, lr=spec.lr, betas=spec.betas, eps=spec.eps, fused=_fusable(model))
-    if spec.name == "lion":
-        from lion_pytorch import Lion
+def build_optimizer(model: nn.Module, spec: OptimizerSpec) -> torch.optim.Optimizer:
+    """The registered optimizer `spec.name` over the shared parameter groups, in training mode."""
+    entry = REGISTRY[spec.name]
+    optimizer = entry.build(parameter_groups(model, spec.weight_decay), spec, model)
+    train_mode(optimizer, spec.name)
+    return optimizer
 
-        # lion-pytorch calls exit() when use_triton=True and Triton is missing: ask only when it imports.
-        return Lion(groups, lr=spec.lr, betas=spec.betas, use_triton=_triton_usable(model))
-    raise ValueError(f"unknown optimizer {spec.name!r}; expected 'adamw' or 'lion'")
+
+def train_mode(optimizer: torch.optim.Optimizer, name: str) -> None:
+    """Before training steps: schedule-free optimizers move the weights to their training point."""
+    if REGISTRY[name].modes:
+        optimizer.train()
+
+
+def eval_mode(optimizer: torch.optim.Optimizer, name: str) -> None:
+    """Before evaluation and checkpoints: schedule-free optimizers move the weights to their average,
+    the point that is evaluated and saved (a checkpoint then holds the weights that were evaluated)."""
+    if REGISTRY[name].modes:
+        optimizer.eval()
 
 
 def step_implementation(model: nn.Module, optimizer: str) -> str:
@@ -66,17 +76,3 @@ def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
         for value in state.values()
         if torch.is_tensor(value) and value.dim() > 0
     )
-
-
-def _fusable(model: nn.Module) -> bool:
-    return all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in model.parameters())
-
-
-def _triton_usable(model: nn.Module) -> bool:
-    if not any(p.is_cuda for p in model.parameters()):
-        return False
-    try:
-        import triton  # noqa: F401
-    except ImportError:
-        return False
-    return True

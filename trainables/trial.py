@@ -32,7 +32,7 @@ from trainables.cuda_check import require_cuda
 from trainables.determinism import set_deterministic
 from trainables.heldout import HELDOUT_LOSS, HeldOut
 from trainables.models import attention_preference, load_cross_encoder, model_input_names
-from trainables.optimizers import build_optimizer, optimizer_state_bytes
+from trainables.optimizers import build_optimizer, eval_mode, optimizer_state_bytes, train_mode
 from trainables.schedules import build_scheduler
 from trainables.training import EpochState, epoch_batches, train_one_epoch
 
@@ -91,6 +91,7 @@ def run_trial(
 
     def evaluate(epoch: int, *, step: int | None = None) -> dict:
         """Evaluate every set; run files go to the trial directory, or, inside an epoch, to mid_epoch/step<N>/."""
+        eval_mode(optimizer, spec.optimizer.name)  # schedule-free: evaluate (and save) the averaged weights
         metrics: dict = {}
         out_dir = trial_dir if step is None else trial_dir / MID_EPOCH / f"step{step}"
         for eval_spec, pairs in zip(spec.evaluation, eval_pairs):
@@ -162,6 +163,7 @@ def run_trial(
                 return
             metrics = evaluate(done_before, step=step) if validate else {}
             model.train()
+            train_mode(optimizer, spec.optimizer.name)
             here = TrainingProgress(epoch=done_before, global_step=step, partial_epoch=state.to_dict())
             checkpoint_and_report(metrics, here, save=save)
             if save:
@@ -178,7 +180,7 @@ def run_trial(
             partial = progress.partial_epoch
             state = EpochState.from_dict(partial, device) if partial else EpochState.fresh(device)
             epoch_start_step = progress.global_step - state.batches_done
-
+            train_mode(optimizer, spec.optimizer.name)
             stats = train_one_epoch(
                 model,
                 optimizer,

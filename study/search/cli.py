@@ -150,22 +150,29 @@ def resolve_search(args: argparse.Namespace):
             spec = search_spec.SearchSpec.model_validate(spec.model_dump() | {"max_concurrent": args.max_concurrent})
         return spec
     return search_spec.build_search(
-        scale=args.scale or "full",
-        models=_split(args.models),
+        **search_options(args),
         optimizers=_split(args.optimizers),
-        epochs=args.epochs,
         num_samples=args.num_samples if args.num_samples is not None else DEFAULT_NUM_SAMPLES,
-        max_concurrent=args.max_concurrent,
-        scheduler=args.scheduler or "asha",
-        rungs=args.rungs,
-        validate_every=args.validate_every_steps,
-        metric=args.metric or "nDCG@10",
-        seed=args.seed if args.seed is not None else 12,
-        ranges=args.range or (),
-        optuna_storage=args.optuna_storage,
         name=args.name,
         storage=storage,
     )
+
+
+def search_options(args: argparse.Namespace) -> dict:
+    """build_search's keyword arguments from the command line, defaults filled in (also --compare's)."""
+    return {
+        "scale": args.scale or "full",
+        "models": _split(args.models),
+        "epochs": args.epochs,
+        "max_concurrent": args.max_concurrent,
+        "scheduler": args.scheduler or "asha",
+        "rungs": args.rungs,
+        "validate_every": args.validate_every_steps,
+        "metric": args.metric or "nDCG@10",
+        "seed": args.seed if args.seed is not None else 12,
+        "ranges": args.range or (),
+        "optuna_storage": args.optuna_storage,
+    }
 
 
 def preflight(spec, *, resume: bool) -> None:

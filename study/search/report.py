@@ -92,7 +92,9 @@ def hyperparameter_rows(pairs: list[dict]) -> list[dict]:
                 config = "thesis" if role == "thesis" else f"best: trial {entry['optuna_trial']}"
                 params = {k: f"{v:.3g}" if isinstance(v, float) else v for k, v in entry["params"].items()}
                 rows.append({"Model": pair["model"], "Optimizer": pair["optimizer"], "Config": config, **params})
-    return rows
+    # optimizers search different hyperparameters: one column each, "-" where a row has none
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    return [{k: row.get(k, "-") for k in columns} for row in rows]
 
 
 def best_markdown(spec: SearchSpec, pairs: list[dict], notes: list[str]) -> str:
@@ -175,6 +177,12 @@ def _importance_rows(importances: dict[str, dict | str], studies: dict[str, optu
     return rows
 
 
+def _searched(study: optuna.Study) -> list[str]:
+    """The hyperparameters this study's optimizer searches, in the usual order."""
+    seen = {name for trial in study.get_trials(deepcopy=False) for name in trial.params}
+    return [name for name in HYPERPARAMETERS if name in seen]
+
+
 def write_plots(study: optuna.Study, directory: Path, *, prefix: str) -> dict[str, Path]:
     """Optimization history and parallel coordinates as PNG files (matplotlib, no display needed)."""
     import matplotlib
@@ -187,7 +195,7 @@ def write_plots(study: optuna.Study, directory: Path, *, prefix: str) -> dict[st
     written = {}
     for kind, plot in (
         ("optimization_history", plots.plot_optimization_history),
-        ("parallel_coordinate", lambda s: plots.plot_parallel_coordinate(s, params=list(HYPERPARAMETERS))),
+        ("parallel_coordinate", lambda s: plots.plot_parallel_coordinate(s, params=_searched(s))),
     ):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # optuna marks its matplotlib plots experimental

@@ -250,7 +250,7 @@ def _fit_pair(spec: SearchSpec, pair: SearchPair, directory: Path, storage, *, v
                     checkpoint_score_order=PRIMARY_MODE,
                 ),
                 failure_config=tune.FailureConfig(max_failures=0),
-                progress_reporter=_progress_table(spec),
+                progress_reporter=_progress_table(spec, pair),
                 verbose=verbose,
             ),
         )
@@ -262,7 +262,7 @@ def _trial_name(trial) -> str:
     return f"{config['model']['name']}-{config['optimizer']['name']}-n{trial.config['optuna_trial']:03d}-{trial.trial_id}"
 
 
-def _progress_table(spec: SearchSpec):
+def _progress_table(spec: SearchSpec, pair: SearchPair):
     from ray.tune import CLIReporter
 
     return CLIReporter(
@@ -272,7 +272,7 @@ def _progress_table(spec: SearchSpec):
             "train_loss": "train loss",
             spec.metric_key: f"{spec.metric} (validation)",
         },
-        parameter_columns={"optuna_trial": "#", **{name: name for name in spaces.HYPERPARAMETERS}},
+        parameter_columns={"optuna_trial": "#", **{name: name for name in pair.space_ranges()}},
         metric=spec.metric_key,
         mode=PRIMARY_MODE,
         sort_by_metric=True,
@@ -287,7 +287,7 @@ def load_search_trials(spec: SearchSpec, pair: SearchPair) -> list[SearchTrial]:
     trials = []
     for result in results.load_trials(study_dir(spec) / pair.name):
         config = json.loads((Path(result.trial_dir) / "params.json").read_text())
-        params = {name: config[name] for name in spaces.HYPERPARAMETERS}
+        params = {name: config[name] for name in spaces.HYPERPARAMETERS if name in config}
         trials.append(
             SearchTrial(pair.name, int(config["optuna_trial"]), params, result, params == pair.thesis_point)
         )

@@ -57,7 +57,7 @@ class SearchPair(_Spec):
     @model_validator(mode="after")
     def _consistent(self) -> SearchPair:
         ranges = self.space_ranges()
-        spaces.check_ranges(ranges, where=self.name)
+        spaces.check_ranges(ranges, where=self.name, optimizer=self.trial.optimizer.name)
         spaces.check_contains(ranges, self.thesis_point, where=self.name)
         return self
 
@@ -167,7 +167,8 @@ def build_search(
     if validate_every is not None and rungs != "steps":
         raise ValueError("--validate-every-steps sets the step rungs' interval; pass --rungs steps with it")
     check_metric_names([metric])
-    thesis = grids.restrict(grids.build_study("thesis", scale=scale), models=models, optimizers=optimizers, epochs=epochs)
+    grid = grids.build_study("thesis", scale=scale, optimizers=optimizers)
+    thesis = grids.restrict(grid, models=models, optimizers=optimizers, epochs=epochs)
     overrides = [spaces.parse_range_override(text, spaces.OPTIMIZERS) for text in ranges]
     validation = validation_set_for(thesis.trials[0], metric)
     name = name or grids.default_study_name("search", scale)
@@ -253,11 +254,12 @@ def _pair(trial: TrialSpec, validation: str, metric: str, overrides: list, max_p
         total_steps=total_training_steps(base_spec),
     )
     for targets, hyperparameter, bounds in overrides:
-        if trial.optimizer.name in targets:
-            ranges[hyperparameter] = bounds
+        if trial.optimizer.name in targets and (hyperparameter in ranges or targets == [trial.optimizer.name]):
+            ranges[hyperparameter] = bounds  # a name the optimizer does not search is an error only if aimed at it
     point = spaces.params_of(base)
-    spaces.check_ranges(ranges, where=f"--range for {base_spec.name}")  # plain errors before pydantic's
-    spaces.check_contains(ranges, point, where=f"--range for {base_spec.name}")
+    where = f"--range for {base_spec.name}"
+    spaces.check_ranges(ranges, where=where, optimizer=trial.optimizer.name)  # plain errors before pydantic's
+    spaces.check_contains(ranges, point, where=where)
     return SearchPair(
         trial=base_spec,
         ranges={k: spaces.range_to_json(v) for k, v in ranges.items()},
