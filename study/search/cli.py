@@ -82,8 +82,14 @@ def main(args: argparse.Namespace) -> int:
 
     print(describe(spec, resume=args.resume), flush=True)
     from study.search.run import run_search
+    from study.tracking.manifest import command_line
 
-    outcome = run_search(spec, address=args.address)
+    outcome = run_search(
+        spec,
+        address=args.address,
+        verbose=int(getattr(args, "verbose", False)),
+        command=command_line("study.run", getattr(args, "argv", None)),
+    )
     if not outcome.complete:
         print(
             f"\nSearch interrupted; finished trials are kept in {outcome.study_dir}. Continue it with:\n"
@@ -206,9 +212,27 @@ def report(spec, outcome) -> str:
     ]
     lines += [f"note: {note}" for note in outcome.notes]
     lines += ["", f"Study directory: {outcome.study_dir}"]
+    lines += [f"  best checkpoint of {line}" for line in best_checkpoints(outcome)]
     lines += [f"  {kind}: {path}" for kind, path in outcome.paths.items()]
     lines.append(f"  open the Optuna study: optuna-dashboard {display_url(spec.optuna_storage)}")
     return "\n".join(lines)
+
+
+def best_checkpoints(outcome) -> list[str]:
+    """Per pair: the selected configuration's checkpoint (on validation) and how to export it."""
+    from study.export import best_checkpoint
+
+    lines = []
+    for pair in outcome.pairs:
+        try:
+            best = best_checkpoint(outcome.study_dir / pair["pair"])
+        except ValueError:
+            continue
+        lines.append(
+            f"{pair['pair']} ({best.metric} = {best.value:.4f}): {best.path}\n"
+            f"    export it: python -m study.export {outcome.study_dir / pair['pair']} --out DIR"
+        )
+    return lines
 
 
 def _split(values: Sequence[str] | None) -> list[str] | None:
