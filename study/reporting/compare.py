@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from eval.measures import DISPLAY_NAMES
 from study import results
 from study.reporting import significance
-from study.reporting.stats import holm, paired_t_test, randomization_test
+from study.reporting.stats import paired_t_test, randomization_test
 from study.reporting.study_data import StudyData, metric_value
 
 ALPHA = significance.ALPHA
@@ -113,18 +113,8 @@ def paired_tests(studies: list[StudyData], *, n_resamples: int = 10_000) -> list
                             randomization_test(ys, xs, n_resamples=n_resamples),
                         )
                     )
-        out += _holm(family)
+        out += significance.holm_adjusted(family)
     return out
-
-
-def _holm(family: list[Paired]) -> list[Paired]:
-    from dataclasses import replace
-
-    for field in ("t_p", "randomization_p"):
-        index = [i for i, c in enumerate(family) if not math.isnan(getattr(c, field))]
-        for i, p in zip(index, holm([getattr(family[i], field) for i in index])):
-            family[i] = replace(family[i], **{f"{field}_holm": p})
-    return family
 
 
 def _table_metrics(study: StudyData, eval_set: str) -> list[str]:

@@ -80,7 +80,7 @@ def compare_optimizers(
                     seeds_label = ",".join(map(str, per_seed)) + " (query means)"
                     means = [_query_means([p[i] for p in per_seed.values()]) for i in (0, 1)]
                     family.append(_compare(label, epoch, seeds_label, eval_set, metric, *means, n_resamples))
-            comparisons += _holm_adjusted(family)
+            comparisons += holm_adjusted(family)
     return comparisons
 
 
@@ -176,7 +176,8 @@ def _compare(model, epoch, seeds, eval_set, metric, adamw: dict, lion: dict, n_r
     )
 
 
-def _holm_adjusted(family: list[Comparison]) -> list[Comparison]:
+def holm_adjusted(family: list) -> list:
+    """Holm-adjusted p-values of a family of comparisons (any dataclass with t_p and randomization_p)."""
     out = list(family)
     for field in ("t_p", "randomization_p"):
         index = [i for i, c in enumerate(out) if not math.isnan(getattr(c, field))]
