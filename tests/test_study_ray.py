@@ -36,6 +36,7 @@ def smoke_run(ray_cluster, tmp_path_factory):
     with contextlib.redirect_stdout(capture), contextlib.redirect_stderr(capture):
         code = main(["--grid", "thesis", "--scale", "smoke", "--storage", str(storage), "--name", "smoke-test"])
     spec = grids.build_study("thesis", scale="smoke", name="smoke-test", storage=str(storage))
+    (storage / "console.txt").write_text(capture.getvalue())  # beside the study, to read when a test fails
     return code, collect(spec), capture.getvalue()
 
 
@@ -151,7 +152,8 @@ def test_the_best_checkpoint_is_kept_with_the_last_and_exports_to_a_model_folder
     card = (out / "README.md").read_text()
     best_row = next(r for r in best.trial.rows if r["epoch"] == best.epoch)
     assert f"| {best.epoch} ◀ | {best_row['builtin-smoke-dl/nDCG@10']:.4f} |" in card
-    assert "is a tiny stand-in for" in card and "python -m study.run --config" in card
+    assert "is a tiny stand-in for" in card  # the caveat
+    assert "python -m study.run --grid thesis --scale smoke --storage " in card  # the command, from manifest.json
 
     one = tmp_path / "one-trial"
     assert main([str(outcome.study_dir), "--trial", "minilm-adamw", "--out", str(one)]) == 0
