@@ -129,14 +129,14 @@ def _build_adamw(groups: list[dict], spec: AdamWSpec, model) -> torch.optim.Opti
 
     # fused: one kernel pass over all tensors; on a CPU the per-tensor loop is ~3x slower, a
     # large share of a small model's step. Same update rule (and what HF's Trainer defaults to).
-    return torch.optim.AdamW(groups, lr=spec.lr, betas=spec.betas, eps=spec.eps, fused=_fusable(model))
+    return torch.optim.AdamW(groups, lr=spec.lr, betas=spec.betas, eps=spec.eps, fused=fusable(model))
 
 
 def _build_lion(groups: list[dict], spec: LionSpec, model) -> torch.optim.Optimizer:
     from lion_pytorch import Lion
 
     # lion-pytorch calls exit() when use_triton=True and Triton is missing: ask only when it imports.
-    return Lion(groups, lr=spec.lr, betas=spec.betas, use_triton=_triton_usable(model))
+    return Lion(groups, lr=spec.lr, betas=spec.betas, use_triton=triton_usable(model))
 
 
 def _build_adafactor(groups: list[dict], spec: AdafactorSpec, model) -> torch.optim.Optimizer:
@@ -159,11 +159,11 @@ def _build_adan(groups: list[dict], spec: AdanSpec, model) -> torch.optim.Optimi
     return Adan(groups, lr=spec.lr, betas=spec.betas, eps=spec.eps, weight_decouple=True)
 
 
-def _fusable(model) -> bool:
+def fusable(model) -> bool:
     return all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in model.parameters())
 
 
-def _triton_usable(model) -> bool:
+def triton_usable(model) -> bool:
     if not any(p.is_cuda for p in model.parameters()):
         return False
     try:

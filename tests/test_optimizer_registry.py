@@ -145,7 +145,7 @@ def test_schedulefree_trial_evaluates_the_average_and_resumes_mid_epoch_exactly(
     import trainables.trial as trial_module
 
     data = restrict(smoke_all, models=["minilm"], optimizers=["schedulefree_adamw"]).trials[0].model_dump()
-    data["training"] |= {"epochs": 1, "log_every": 3, "checkpoint_every_steps": 2, "validate_every_steps": 3}
+    data["training"] |= {"epochs": 1, "log_every": 3, "checkpoint_every_steps": 2, "validate_every_steps": 3, "heldout_pairs": 0}
     data["training"]["data"]["max_pairs"] = 96  # 6 steps: checkpoints at 2 and 4, validations at 3
     spec = TrialSpec.model_validate(data)
 

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.cluster
 
 
 def test_a_study_killed_at_a_random_moment_resumes_to_the_same_results(tmp_path, capsys):
-    soak.main(["--quick", "--cluster", "--dir", str(tmp_path)])
+    soak.main(["--quick", "--cluster", "--optimizers", "lion", "--dir", str(tmp_path)])
     out = capsys.readouterr().out
     assert "interruptions: SIGKILL@" in out, out
     assert "results identical to the uninterrupted run: yes" in out, out

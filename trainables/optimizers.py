@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from search_spaces.optimizers import REGISTRY
+from search_spaces.optimizers import REGISTRY, fusable, triton_usable
 
 if TYPE_CHECKING:
     from study.spec import OptimizerSpec
@@ -64,8 +64,8 @@ def step_implementation(model: nn.Module, optimizer: str) -> str:
     """Which implementation build_optimizer gives this model's parameters (benchmarks/optimizer_step.py
     times each against the others): AdamW fused or for-loop; Lion Triton (per tensor) or plain."""
     if optimizer == "adamw":
-        return "fused" if _fusable(model) else "forloop"
-    return "triton" if _triton_usable(model) else "plain"
+        return "fused" if fusable(model) else "forloop"
+    return "triton" if triton_usable(model) else "plain"
 
 
 def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from eval.measures import DISPLAY_NAMES
-from study.reporting.significance import ALPHA, _per_query, _query_means
+from study.reporting.significance import ALPHA, per_query_values, query_means
 from study.reporting.stats import holm, mean_ci, paired_t_test, randomization_test
 from study.reporting.study_data import StudyData, load_study, metric_value
 from study.results import TrialResult, format_table, write_atomic
@@ -154,12 +154,12 @@ def _pairwise_tests(chosen: dict[str, list[TrialResult]], metrics, n_resamples: 
         for eval_set, metric in metrics:
             per_seed = {}
             for seed in seeds:
-                pair = [_per_query(r[seed].trial_dir, eval_set, epoch, metric) for r in (runs_a, runs_b)]
+                pair = [per_query_values(r[seed].trial_dir, eval_set, epoch, metric) for r in (runs_a, runs_b)]
                 if all(pair) and set(pair[0]) & set(pair[1]):
                     per_seed[seed] = pair
                     family.append(_test(a, b, str(seed), eval_set, metric, *pair, n_resamples))
             if len(per_seed) > 1:
-                means = [_query_means([p[i] for p in per_seed.values()]) for i in (0, 1)]
+                means = [query_means([p[i] for p in per_seed.values()]) for i in (0, 1)]
                 family.append(_test(a, b, "mean", eval_set, metric, *means, n_resamples))
     for key in ("p t-test", "p rand."):
         index = [i for i, row in enumerate(family) if not math.isnan(row[key])]
