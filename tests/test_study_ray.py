@@ -123,7 +123,7 @@ def test_a_diverging_trial_fails_alone_and_is_listed(diverging_run):
     assert all(r["Status"] == "ok" for r in table if r["Optimizer"] == "adamw")
 
 
-def test_the_best_checkpoint_is_kept_with_the_last_and_exports_to_a_model_folder(smoke_run, tmp_path, capsys):
+def test_the_best_checkpoint_is_kept_with_the_last_and_exports_to_a_model_folder(smoke_run, tmp_path, capsys, monkeypatch):
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -161,6 +161,12 @@ def test_the_best_checkpoint_is_kept_with_the_last_and_exports_to_a_model_folder
     assert json.loads((one / "training_config.json").read_text())["optimizer"]["name"] == "adamw"
     assert main([str(outcome.study_dir), "--trial", "nope", "--out", str(tmp_path / "x")]) == 2
     assert "is not a trial of" in capsys.readouterr().err
+
+    # No Hugging Face token (none here, and no network): the folder is written, the push refused with what to do.
+    monkeypatch.setattr("huggingface_hub.get_token", lambda: None)
+    pushed = tmp_path / "to-push"
+    assert main([str(outcome.study_dir), "--out", str(pushed), "--push-to-hub", "someone/reranker"]) == 2
+    assert "needs a Hugging Face token: set HF_TOKEN" in capsys.readouterr().err and (pushed / "README.md").exists()
 
 
 def test_two_studies_compared_side_by_side_with_paired_tests(smoke_run, diverging_run, capsys):
