@@ -196,7 +196,8 @@ def test_a_trial_whose_worker_dies_mid_epoch_is_retried_from_its_mid_epoch_check
     spec = restrict(smoke_study, models=["minilm"], optimizers=["adamw"], epochs=2, storage=str(tmp_path)).model_dump()
     spec["max_failures"] = 1
     training = spec["trials"][0]["training"]
-    training["data"]["max_pairs"] = 96  # 6 steps an epoch
+    training["data"]["max_pairs"] = 96  # 6 steps an epoch (all of them trained: no held-out pairs)
+    training["heldout_pairs"] = 0
     training["checkpoint_every_steps"] = 4  # mid-epoch checkpoints at steps 4 and 8
     spec = StudySpec.model_validate(spec)
     # The trial process exits when it is about to report step 12 (the end): its last checkpoint
