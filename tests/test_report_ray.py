@@ -50,7 +50,8 @@ def test_seeded_study_logs_to_wandb_offline_and_ends_with_a_report(ray_cluster, 
     assert main([*choose, "--seeds", "12,13", "--name", "wb", "--storage", str(tmp_path), "--print-spec"]) == 0
     spec = yaml.safe_load(capsys.readouterr().out)
     for trial in spec["trials"]:
-        trial["training"]["data"]["max_pairs"] = 64  # 4 steps of 16 pairs
+        trial["training"]["data"]["max_pairs"] = 64  # 4 steps of 16 pairs (none held out)
+        trial["training"]["heldout_pairs"] = 0
         trial["training"]["log_every"] = 2
     config = tmp_path / "study.yaml"
     config.write_text(yaml.safe_dump(spec))
