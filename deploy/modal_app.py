@@ -288,14 +288,14 @@ def plan(study_args: list[str], config_yaml: str = "", *, nodes: int | None = No
             trials = [(t.resources.cpus, t.resources.gpus) for t in spec.trials]
     demand = rental.concurrent_demand(trials, spec.max_concurrent)
     shape = rental.plan_rental(demand, nodes=nodes, single_node=bool(parsed.search))
+    if shape.clustered and parsed.search:
+        raise ValueError("a search runs on one node (its Optuna database is a local file): drop --nodes")
     if shape.clustered and not (parsed.storage and "://" in parsed.storage):
         raise ValueError(
             f"{shape.nodes} nodes need storage every node writes to, but got {parsed.storage or 'the Volume'!r}: "
             "pass --storage s3://BUCKET/PATH (or gs://), with its credentials in a Modal Secret "
             "(see STUDY_MODAL_SECRETS), or --nodes 1"
         )
-    if shape.clustered and parsed.search:
-        raise ValueError("a search runs on one node (its Optuna database is a local file): drop --nodes")
     return shape, demand
 
 

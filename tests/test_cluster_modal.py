@@ -138,7 +138,7 @@ def test_a_search_rents_what_its_concurrent_trials_need_on_one_node(modal_app):
     shape, demand = modal_app.plan(modal_app.study_arguments(search="optuna", name="s"))
     assert (shape.nodes, shape.gpu, demand.cards) == (1, "A100-80GB:8", 50)  # capped at one host; Tune queues
     with pytest.raises(ValueError, match="a search runs on one node"):
-        modal_app.plan(modal_app.study_arguments(search="optuna", storage="s3://b/s", name="s"), nodes=2)
+        modal_app.plan(modal_app.study_arguments(search="optuna", name="s"), nodes=2)
 
 
 def test_a_study_larger_than_a_host_gets_a_cluster_with_bucket_storage(modal_app):
