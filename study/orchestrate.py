@@ -44,13 +44,16 @@ def run_study(
     spec: StudySpec,
     *,
     address: str | None = None,
-    verbose: int = 1,
+    verbose: int = 0,
     resume: bool = False,
     env_vars: dict[str, str] | None = None,
     wandb: str = "off",
+    command: str = "run_study() from Python",
 ) -> StudyOutcome:
     """Run (or with `resume`, continue) the study; `env_vars` go to every trial process on every
-    node; `wandb` (off | offline | online) mirrors trials to W&B."""
+    node; `wandb` (off | offline | online) mirrors trials to W&B; `command` goes into the study's
+    manifest.json. `verbose` 0 shows one progress line
+    for the whole study; 1 (`--verbose`) adds Tune's per-trial table every 30 s and its log lines."""
     # Tune's classic table lets us choose its columns (the new output shows every metric); the
     # snapshot warning fires on every epoch of short smoke trials and says nothing actionable.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
@@ -65,11 +68,22 @@ def run_study(
     from trainables.reranker import train_reranker, trial_resources
     from trainables.trial import CHECKPOINT_SCORE
 
+    location = storage.study_location(spec.storage, spec.name)
+    print(f"Study directory: {location}", flush=True)
+    quiet_tune_logs(verbose)
     print(connect(address, env_vars=env_vars), flush=True)
     check_trial_resources({t.name: {"cpus": t.resources.cpus, "gpus": t.resources.gpus} for t in spec.trials})
-    location = storage.study_location(spec.storage, spec.name)
     if not resume:  # written once Ray is up and the trials fit: a refused start leaves no study behind
         storage.write_text(storage.join(location, storage.SPEC_FILE), spec.model_dump_json(indent=2))
+    from study.tracking.manifest import MANIFEST_FILE, write_manifest
+
+    # What made the study (versions, commit, command, machine, data checksums); a resume adds its own.
+    manifest_name = MANIFEST_FILE.replace(".json", ".resumed.json") if resume else MANIFEST_FILE
+    write_manifest(
+        lambda name, text: storage.write_text(storage.join(location, manifest_name), text),
+        spec.model_dump(mode="json"),
+        command,
+    )
 
     trainable = tune.with_resources(train_reranker, trial_resources)
     if resume:
@@ -113,6 +127,14 @@ def run_study(
     )
     tuner.fit()
     return collect(spec)
+
+
+def quiet_tune_logs(verbose: int) -> None:
+    """At verbosity 0, Tune's INFO lines in the driver (where it wrote its state, total run time) go:
+    the study's own lines say where results are and how long trials took."""
+    import logging
+
+    logging.getLogger("ray.tune").setLevel(logging.INFO if verbose else logging.WARNING)
 
 
 def collect(spec: StudySpec) -> StudyOutcome:

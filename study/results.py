@@ -178,6 +178,15 @@ def stand_in_notes(trials: list[TrialResult]) -> list[str]:
     return [f"* {m} is a stand-in: {ckpt} in place of {real}" for m, ckpt, real in sorted(seen)]
 
 
+def column_sources(columns: list[Column]) -> str:
+    """'Columns: nDCG@10, MAP on set-a; MRR@10 on set-b.' (epoch 0 = before training)."""
+    by_set: dict[str, list[str]] = {}
+    for column in columns:
+        by_set.setdefault(column.eval_set, []).append(column.header)
+    sources = "; ".join(f"{', '.join(headers)} on {eval_set}" for eval_set, headers in by_set.items())
+    return f"Columns: {sources}. Epoch 0 is the model before fine-tuning."
+
+
 def write_results(study_dir: Path, trials: list[TrialResult], columns: list[Column]) -> dict[str, Path]:
     """results.csv (every metric, every row), results.json (trials with status), summary.md."""
     study_dir = Path(study_dir)
@@ -191,7 +200,9 @@ def write_results(study_dir: Path, trials: list[TrialResult], columns: list[Colu
     writer.writerows(all_rows)
     summary = summary_rows(trials, columns)
     notes = stand_in_notes(trials)
-    markdown = format_table(summary, markdown=True) + ("\n\n" + "\n".join(notes) if notes else "") + "\n"
+    markdown = (
+        column_sources(columns) + "\n\n" + format_table(summary, markdown=True) + ("\n\n" + "\n".join(notes) if notes else "") + "\n"
+    )
     paths = {
         "csv": write_atomic(study_dir / "results.csv", buffer.getvalue()),
         "json": write_atomic(study_dir / "results.json", json.dumps([asdict(t) for t in trials], indent=1)),

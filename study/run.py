@@ -84,6 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="set in every trial process on every node, e.g. HF_HOME=/cache/hf (repeatable; no credentials; "
         "applies with --config and --resume too: it is not saved with the study)",
     )
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="also show Ray Tune's per-trial status table every 30 s and its log lines "
+        "(default: one progress line for the whole study)",
+    )
     parser.add_argument("--print-spec", action="store_true", help="print the resolved study as YAML and exit")
     parser.add_argument(
         "--preflight",
@@ -106,6 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.budget is not None or args.confirm_seeds is not None:
         return print_bad_input(ValueError("--budget and --confirm-seeds only apply to --compare"))
     if args.search is not None:
+        args.argv = None if argv is None else list(argv)  # for the search's manifest
         return search_cli.main(args)
     try:
         spec = resolve_spec(args)
@@ -143,6 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(describe(spec), flush=True)
     from study.orchestrate import run_study
     from study.reporting.report import write_report
+    from study.tracking.manifest import command_line
 
     from study.cluster.connect import ClusterTooSmall
 
@@ -153,6 +161,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             resume=args.resume is not None,
             env_vars=_node_env(args.node_env),
             wandb=args.wandb,
+            verbose=int(args.verbose),
+            command=command_line("study.run", None if argv is None else list(argv)),
         )
     except ClusterTooSmall as err:  # found once Ray is up; nothing was started
         return print_bad_input(err)
@@ -258,19 +268,31 @@ def describe(spec) -> str:
             f"  {trial.name:<22} {trial.model.checkpoint}  lr={trial.optimizer.lr:g} "
             f"schedule={trial.schedule.name}/{trial.schedule.warmup_steps}{stand_in}"
         )
+    lines.append(HEAD_NOTE)
     return "\n".join(lines)
+
+
+# Said once here, instead of transformers' "classifier.weight MISSING" report in every trial
+# (trainables/quiet_logs.py drops that report when the head is all it lists).
+HEAD_NOTE = (
+    "  Each model gets a one-output classification head; unless its checkpoint already has one, the head "
+    "starts at random (epoch 0 is that untrained model) and fine-tuning trains it with the encoder."
+)
 
 
 def report(outcome) -> str:
     from study import results
 
     table = results.format_table(results.summary_rows(outcome.trials, outcome.columns))
-    lines = ["", "Results (per model x optimizer x epoch; epoch 0 = before training):", table]
+    lines = ["", "Results (per model x optimizer x epoch):", results.column_sources(outcome.columns), table]
     lines += results.stand_in_notes(outcome.trials)
     stored_at = f" (read back from {outcome.location}, which also holds the checkpoints)" if outcome.location else ""
     lines += ["", f"Study directory: {outcome.study_dir}{stored_at}"]
     lines += [f"  {kind}: {path}" for kind, path in outcome.paths.items()]
     lines.append(f"  run files: {outcome.study_dir}/<trial>/runs/<set>.epoch<N>.trec")
+    from study.export import best_checkpoint_lines
+
+    lines += ["", *best_checkpoint_lines(outcome.study_dir)]
     return "\n".join(lines)
 
 

@@ -283,7 +283,8 @@ class StudySpec(_Spec):
     trials: tuple[TrialSpec, ...] = Field(min_length=1)
     storage: str = Field("studies", description="directory (or URI) holding the study's results")
     max_concurrent: int | None = Field(None, ge=1)
-    checkpoints_to_keep: int = Field(2, ge=1)
+    # Tune keeps the best `checkpoints_to_keep` by the ranking metric and always the latest: 1 = the best and the last.
+    checkpoints_to_keep: int = Field(1, ge=1, description="checkpoints kept per trial besides the latest (best first)")
     max_failures: int = Field(0, ge=0, description="retries per trial, each from its last checkpoint")
 
     _name = field_validator("name")(_path_name("study name"))

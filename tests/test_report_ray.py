@@ -59,7 +59,7 @@ def test_seeded_study_logs_to_wandb_offline_and_ends_with_a_report(ray_cluster, 
     assert main(["--config", str(config), "--wandb", "offline"]) == 0
     printed = capsys.readouterr().out
     assert "W&B: offline, project reranker-optimizer-study, group wb, one run per trial" in printed
-    assert "Study: 2/2 trials done, 0 running, 0 pending; best builtin-smoke-dl/nDCG@10 = " in printed
+    assert "Study: 2/2 trials done, 0 running, 0 pending; steps 8/8 (100%); best builtin-smoke-dl/nDCG@10 = " in printed
     study_dir = tmp_path / "wb"
     assert f"  report: {study_dir / 'report' / 'report.md'}" in printed
 

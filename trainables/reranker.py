@@ -25,6 +25,7 @@ import os
 from pathlib import Path
 
 from study.spec import TrialSpec
+from trainables.quiet_logs import quiet_trial_logs
 from trainables.training import NonFiniteLossError
 from trainables.trial import STEP_LOG, run_trial
 
@@ -34,6 +35,7 @@ DIVERGED_MARKER = "diverged.txt"
 def train_reranker(config: dict) -> None:
     from ray import tune
 
+    quiet_trial_logs()
     spec = TrialSpec.model_validate(config["trial"])
     trial_storage = tune.get_context().get_storage()
     trial_dir = Path(trial_storage.trial_working_directory)

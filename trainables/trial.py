@@ -109,6 +109,7 @@ def run_trial(
 
     def checkpoint_and_report(metrics: dict, progress: TrainingProgress, *, save: bool = True) -> None:
         metrics |= _identity(spec) | {"epoch": progress.epoch, "global_step": progress.global_step}
+        metrics["total_steps"] = batches_per_epoch * spec.training.epochs  # the driver's ETA (study/tracking/progress.py)
         metrics["optimizer_state_bytes"] = optimizer_state_bytes(optimizer)
         metrics["model_parameters"] = sum(p.numel() for p in model.parameters())  # beside the thesis's §4.1.2
         metrics["peak_memory_bytes"], metrics["peak_memory_source"] = peak_memory(device)

@@ -4,8 +4,9 @@ Per model, Lion vs AdamW:
 - `<model>-training.png`: training loss, evaluation loss (the BCE of the held-out training pairs,
   trainables/heldout.py), learning rate and gradient norm over training steps (from each trial's
   steps.jsonl and the per-epoch result rows), one line per seed;
-- `<model>-metrics-<set>.png`: every metric of one evaluation set per epoch (mean over seeds,
-  with the 95% interval as error bars when there are several).
+- `<model>-metrics-<set>.png`: every metric of one evaluation set that reranking can move, per
+  epoch (mean over seeds, with the 95% interval as error bars when there are several, clipped to
+  [0, 1] where it leaves it; the legend gives the number of seeds n).
 matplotlib's object API with the Agg canvas: no pyplot, no display, no global backend switch.
 """
 
@@ -17,6 +18,7 @@ from pathlib import Path
 from eval.measures import DISPLAY_NAMES, METRICS
 from study.reporting.dynamics import heldout_curve, read_steps
 from study.reporting.stats import mean_ci
+from study.reporting.cutoffs import fixed_metrics
 from study.reporting.study_data import StudyData, metric_value
 from study.results import TrialResult
 
@@ -31,7 +33,9 @@ def write_plots(study: StudyData, out_dir: Path) -> list[Path]:
         trials = [t for t in study.trials if t.model == model]
         written.append(_save(_training_figure(model, trials), out_dir / f"{model}-training.png"))
         for eval_set in study.eval_sets:
-            figure = _metrics_figure(model, trials, eval_set)
+            fixed = fixed_metrics(study, eval_set, METRICS)  # flat lines that say nothing: left out, named
+            shown = [m for m in METRICS if m not in fixed]
+            figure = _metrics_figure(model, trials, eval_set, shown, left_out=fixed)
             written.append(_save(figure, out_dir / f"{model}-metrics-{eval_set}.png"))
     return written
 
@@ -78,18 +82,19 @@ def _training_figure(model: str, trials: list[TrialResult]):
     return figure
 
 
-def _metrics_figure(model: str, trials: list[TrialResult], eval_set: str):
+def _metrics_figure(model: str, trials: list[TrialResult], eval_set: str, metrics: list[str], *, left_out: list[str]):
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
     columns = 5
-    rows = -(-len(METRICS) // columns)
+    rows = -(-len(metrics) // columns)
     figure = Figure(figsize=(3.2 * columns, 2.6 * rows))
-    figure.subplots_adjust(left=0.04, right=0.99, bottom=0.08, top=0.9, wspace=0.3, hspace=0.55)
+    figure.subplots_adjust(left=0.045, right=0.99, bottom=0.11, top=0.9, wspace=0.3, hspace=0.55)
     flat = [ax for row in figure.subplots(rows, columns, squeeze=False) for ax in row]
-    for ax in flat[len(METRICS) :]:
+    for ax in flat[len(metrics) :]:
         ax.set_visible(False)
-    for ax, metric in zip(flat, METRICS):
+    clipped = False
+    for ax, metric in zip(flat, metrics):
         key = f"{eval_set}/{metric}"
         for optimizer in dict.fromkeys(t.optimizer for t in trials):
             mine = [t for t in trials if t.optimizer == optimizer]
@@ -101,17 +106,31 @@ def _metrics_figure(model: str, trials: list[TrialResult], eval_set: str):
                 ]
                 if values:
                     mean, half = mean_ci(values)
-                    points.append((epoch, mean, 0.0 if math.isnan(half) else half))
+                    half = 0.0 if math.isnan(half) else half
+                    # every metric lies in [0, 1]: a t-interval reaching past it is cut there (and said so)
+                    low, high = min(half, mean), min(half, 1.0 - mean)
+                    clipped |= (low, high) != (half, half)
+                    points.append((epoch, mean, low, high, len(values)))
             if points:
-                x, y, err = zip(*points)
-                ax.errorbar(x, y, yerr=err, color=COLORS.get(optimizer), marker="o", capsize=3, label=optimizer)
-        ax.set_title(DISPLAY_NAMES.get(metric, metric))
+                x, y, low, high, n = zip(*points)
+                label = f"{optimizer} (n={max(n)} seed{'s' if max(n) > 1 else ''})"
+                ax.errorbar(x, y, yerr=[low, high], color=COLORS.get(optimizer), marker="o", capsize=3, label=label)
+        display = DISPLAY_NAMES.get(metric, metric)
+        ax.set_title(display)
+        ax.set_ylabel(display)
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     if flat[0].has_data():
         flat[0].legend(fontsize="small")
     figure.suptitle(f"{_label(model, trials)}: every metric on {eval_set} per epoch (epoch 0 = before training)")
+    notes = []
+    if clipped:
+        notes.append("95% intervals clipped to [0, 1]")
+    if left_out:
+        notes.append(f"left out, as reranking cannot move them on this set: {', '.join(left_out)}")
+    if notes:
+        figure.text(0.5, 0.01, "; ".join(notes), ha="center", fontsize="small")
     return figure
 
 

@@ -60,7 +60,7 @@ def write_report(
     result_tables = [tables.build_table(study, shape) for shape in THESIS_TABLES.values()]
     shown = {}  # table title -> its Markdown
     for table in result_tables:
-        grid = tables.result_grid(table, eval_note=_eval_note(study, table.shape))
+        grid = tables.result_grid(table, eval_note=_eval_note(study, table.shape), fixed=_fixed(study, table))
         shown[table.shape.title] = save(grid, table.shape.key)
         sections.append(f"### {table.shape.title}\n\n" + shown[table.shape.title])
 
@@ -70,13 +70,14 @@ def write_report(
     sections.append("## Significance: Lion vs AdamW\n")
     metrics = list(THESIS_TABLES["Table 5.1"].metrics)
     comparisons = significance.compare_optimizers(study, metrics, n_resamples=n_resamples)
-    statements = significance.summary_lines(comparisons)
+    statements = significance.summary_lines(comparisons, study)
     sections.append(
         "Paired over queries, same seed for both optimizers: a paired t-test and a randomization (sign-flip "
         f"permutation) test per metric of Table 5.1, at every trained epoch. Holm's correction runs over each "
         f"model x epoch family (every metric x every seed). A difference counts as significant when both tests' "
         f"Holm-adjusted p < {significance.ALPHA}.\n\n" + "\n".join(_bullet(s) for s in statements) + "\n"
     )
+
     if comparisons:
         save(significance.significance_grid(comparisons), "significance", latex=False)
         sections.append(
@@ -134,6 +135,22 @@ def _vs_first_stage(study, metrics: list, save, *, n_resamples: int) -> str:
     return text
 
 
+def _fixed(study, table) -> dict[str, str]:
+    """Headers of the table's metrics that cannot move on their set, with the reason."""
+    from study.reporting.cutoffs import fixed_metrics, fixed_note
+
+    by_set: dict[str, dict[str, str]] = {}  # set -> metric -> header
+    for header, key in table.keys.items():
+        eval_set, _, metric = key.partition("/")
+        by_set.setdefault(eval_set, {})[metric] = header
+    fixed = {}
+    for eval_set, headers in by_set.items():
+        metrics = fixed_metrics(study, eval_set, list(headers))
+        note = fixed_note(study, eval_set, metrics)
+        fixed |= {headers[m]: note for m in metrics if note}
+    return fixed
+
+
 def _bullet(statement: str) -> str:
     """A Markdown list item; a statement indented by two spaces becomes a nested item."""
     return ("  - " if statement.startswith("  ") else "- ") + statement.strip()
@@ -152,6 +169,15 @@ def _header(study) -> str:
         f"- trials: {len(study.trials)} ({status}); seeds: {seeds}",
         f"- written {dt.datetime.now():%Y-%m-%d %H:%M} from {study.directory}",
     ]
+    manifest = study.directory / "manifest.json"
+    if manifest.is_file():  # what made the study (study/tracking/manifest.py)
+        import json
+
+        from study.tracking.manifest import header_lines
+
+        lines += header_lines(json.loads(manifest.read_text()))
+    else:
+        lines.append("- no manifest.json: the study predates manifests, so versions and commit are not recorded")
     if counts.get("incomplete"):
         lines.append("- some trials are still running or stopped early: this report covers what is on disk now")
     return "\n".join(lines) + "\n"

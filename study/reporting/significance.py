@@ -111,11 +111,13 @@ def compare_optimizers(
     return comparisons
 
 
-def summary_lines(comparisons: list[Comparison]) -> list[str]:
-    """Plain statements of what is and is not significant at ALPHA after Holm's correction."""
+def summary_lines(comparisons: list[Comparison], study: StudyData | None = None) -> list[str]:
+    """Plain statements of what is and is not significant at ALPHA after Holm's correction; with
+    `study`, its caveats first and each model's confounds beside its statement."""
     if not comparisons:
         return ["No Lion vs AdamW comparison is possible yet: no model has both optimizers evaluated after training."]
-    lines = []
+    general, per_model = caveats(study) if study else ("", {})
+    lines = [general] if general else []
     for model in dict.fromkeys(c.model for c in comparisons):
         mine = [c for c in comparisons if c.model == model]
         both = [c for c in mine if c.verdict == "significant"]
@@ -137,7 +139,36 @@ def summary_lines(comparisons: list[Comparison]) -> list[str]:
         others = len(mine) - len(both) - len(one)
         one_text = f"{len(one)} by one test only (weak evidence: {_where(one)}); " if one else ""
         lines.append(f"  {one_text}{others} not significant.")
+        if model.split(" [")[0] in per_model:
+            lines.append(f"  {per_model[model.split(' [')[0]]}")
     return lines
+
+
+def caveats(study: StudyData) -> tuple[str, dict[str, str]]:
+    """What the test results must be read with: (the scale and seeds, per model what differs besides the optimizer)."""
+    seeds = len(study.seeds)
+    general = (
+        f"Read with: scale {study.scale}"
+        + (": stand-in models on generated data, so these tests check the pipeline; they are not findings about "
+           "Lion or AdamW." if study.scale in ("smoke", "demo") else ".")
+        + f" {seeds} seed{'s' if seeds != 1 else ''}: the tests take queries as the sample, so they say whether "
+        "these trained models differ on these queries"
+        + (", not whether another seed would give the same answer." if seeds == 1 else ".")
+    )
+    per_model = {}
+    for model in study.models:
+        settings = {}
+        for t in study.trials:
+            if t.model == model and t.optimizer in (BASELINE, CHALLENGER):
+                spec = json.loads((Path(t.trial_dir) / "params.json").read_text())["trial"]
+                settings[t.optimizer] = (spec["optimizer"]["lr"], spec["schedule"]["name"], spec["schedule"]["warmup_steps"])
+        if len(settings) == 2 and settings[BASELINE] != settings[CHALLENGER]:
+            (lr_a, sched_a, warm_a), (lr_l, sched_l, warm_l) = settings[BASELINE], settings[CHALLENGER]
+            per_model[model] = (
+                f"confound: Lion ran at lr {lr_l:g} ({sched_l}, {warm_l} warm-up steps), AdamW at lr {lr_a:g} "
+                f"({sched_a}, {warm_a}): a difference is the optimizer and these settings together."
+            )
+    return general, per_model
 
 
 def _where(comparisons: list[Comparison]) -> str:

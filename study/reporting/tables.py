@@ -3,7 +3,8 @@
 One row per model x optimizer x epoch (epoch 0 = before training), after a first row for the first
 stage: the same candidates in their own order (BM25, or the given run), scored with the same
 measures, so every reranker stands beside what it had to beat. With several seeds a cell is the
-mean over seeds +- the half-width of its 95% t-interval; the best mean per metric is marked (bold).
+mean over seeds +- the half-width of its 95% t-interval; the best mean per metric is marked (bold)
+unless several rows share it or the metric cannot move on its set.
 On the full scale, `comparison_grid` sets each number beside the thesis's with the difference.
 """
 
@@ -101,15 +102,24 @@ def build_table(study: StudyData, shape: TableShape) -> ResultTable:
     return ResultTable(shape, keys, rows, n_seeds=len(study.seeds))
 
 
-def result_grid(table: ResultTable, *, eval_note: str) -> Grid:
+def result_grid(table: ResultTable, *, eval_note: str, fixed: dict[str, str] | None = None) -> Grid:
+    """`fixed`: headers of metrics that cannot move on their set -> why (study/reporting/cutoffs.py)."""
+    fixed = fixed or {}
     best = table.best()
+    # A best value shared by several rows (as shown, to 4 decimals) singles nothing out: no bold.
+    ties = {
+        h: sum(1 for r in table.rows if r.cells[h] and round(r.cells[h].mean, 4) == round(best[h], 4)) > 1
+        for h in best
+    }
     grid = Grid(
         table.shape.title,
         table.shape.caption,
         ["Model", "Optimizer", "Epoch", *table.headers],
         notes=[
             eval_note,
-            "Best value per metric in bold" + ("; mean ± 95% CI over seeds." if table.n_seeds > 1 else "."),
+            "Best value per metric in bold, unless rows tie"
+            + ("; mean ± 95% CI over seeds." if table.n_seeds > 1 else "."),
+            *dict.fromkeys(fixed.values()),
         ]
         + [_FIRST_STAGE_NOTE] * any(r.baseline for r in table.rows),
     )
@@ -124,7 +134,7 @@ def result_grid(table: ResultTable, *, eval_note: str) -> Grid:
             raw[header] = _round(cell.mean) if cell else ""
             raw[f"{header} ci95"] = _round(cell.half_width) if cell and not math.isnan(cell.half_width) else ""
             raw["n_seeds"] = max(raw["n_seeds"], cell.n if cell else 0)
-            if cell and cell.mean == best.get(header):
+            if cell and cell.mean == best.get(header) and not ties[header] and header not in fixed:
                 grid.marked.add((i, j))
                 best_here.append(header)
         raw["best"] = ";".join(best_here)

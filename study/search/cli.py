@@ -94,9 +94,15 @@ def main(args: argparse.Namespace) -> int:
     print(describe(spec, resume=args.resume), flush=True)
     from study.cluster.connect import ClusterTooSmall
     from study.search.run import run_search
+    from study.tracking.manifest import command_line
 
     try:
-        outcome = run_search(spec, address=args.address)
+        outcome = run_search(
+            spec,
+            address=args.address,
+            verbose=int(getattr(args, "verbose", False)),
+            command=command_line("study.run", getattr(args, "argv", None)),
+        )
     except ClusterTooSmall as err:  # found once Ray is up; nothing was started
         return print_bad_input(err)
     if not outcome.complete:
@@ -234,9 +240,27 @@ def report(spec, outcome) -> str:
     ]
     lines += [f"note: {note}" for note in outcome.notes]
     lines += ["", f"Study directory: {outcome.study_dir}"]
+    lines += [f"  best checkpoint of {line}" for line in best_checkpoints(outcome)]
     lines += [f"  {kind}: {path}" for kind, path in outcome.paths.items()]
     lines.append(f"  open the Optuna study: optuna-dashboard {display_url(spec.optuna_storage)}")
     return "\n".join(lines)
+
+
+def best_checkpoints(outcome) -> list[str]:
+    """Per pair: the selected configuration's checkpoint (on validation) and how to export it."""
+    from study.export import best_checkpoint
+
+    lines = []
+    for pair in outcome.pairs:
+        try:
+            best = best_checkpoint(outcome.study_dir / pair["pair"])
+        except ValueError:
+            continue
+        lines.append(
+            f"{pair['pair']} ({best.metric} = {best.value:.4f}): {best.path}\n"
+            f"    export it: python -m study.export {outcome.study_dir / pair['pair']} --out DIR"
+        )
+    return lines
 
 
 def _split(values: Sequence[str] | None) -> list[str] | None:

@@ -48,7 +48,7 @@ def write_outputs(
         "importances": write_atomic(directory / IMPORTANCES_CSV, _csv(_importance_rows(importances, studies))),
     }
     for name, study in studies.items():
-        paths |= write_plots(study, directory / PLOTS_DIR, prefix=name)
+        paths |= write_plots(study, directory / PLOTS_DIR, prefix=name, target=f"{spec.metric} on {spec.validation_set}")
     return paths
 
 
@@ -183,24 +183,41 @@ def _searched(study: optuna.Study) -> list[str]:
     return [name for name in HYPERPARAMETERS if name in seen]
 
 
-def write_plots(study: optuna.Study, directory: Path, *, prefix: str) -> dict[str, Path]:
-    """Optimization history and parallel coordinates as PNG files (matplotlib, no display needed)."""
+def write_plots(study: optuna.Study, directory: Path, *, prefix: str, target: str = "objective") -> dict[str, Path]:
+    """Optimization history and parallel coordinates as PNG files (matplotlib, no display needed).
+    The objective is named on the axes, trials are counted in whole numbers, and the parallel
+    coordinates use a colour map with no near-white end (optuna's Blues hides the worst trials)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.collections import LineCollection
+    from matplotlib.ticker import MaxNLocator
     from optuna.visualization import matplotlib as plots
 
     directory.mkdir(parents=True, exist_ok=True)
     written = {}
     for kind, plot in (
-        ("optimization_history", plots.plot_optimization_history),
-        ("parallel_coordinate", lambda s: plots.plot_parallel_coordinate(s, params=_searched(s))),
+        ("optimization_history", lambda s: plots.plot_optimization_history(s, target_name=target)),
+        (
+            "parallel_coordinate",
+            lambda s: plots.plot_parallel_coordinate(s, params=_searched(s), target_name=target),
+        ),
     ):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # optuna marks its matplotlib plots experimental
             axes = plot(study)
         axes.set_title(f"{prefix}: {axes.get_title()}")
+        if kind == "optimization_history":
+            axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+            axes.set_xlabel("trial (Optuna's number)")
+        else:  # parallel coordinates: no grid lines across the trials' lines, room for six axes
+            for collection in axes.collections:
+                if isinstance(collection, LineCollection):
+                    collection.set_cmap("viridis")
+            for ax in axes.figure.axes:
+                ax.grid(False)
+            axes.figure.set_size_inches(11, 5)
         path = directory / f"{prefix}.{kind}.png"
         axes.figure.savefig(path, dpi=110, bbox_inches="tight")
         plt.close(axes.figure)

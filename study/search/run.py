@@ -177,8 +177,11 @@ class SearchOutcome:
     notes: list[str] = field(default_factory=list)
 
 
-def run_search(spec: SearchSpec, *, address: str | None = None, verbose: int = 1) -> SearchOutcome:
-    """Run (or continue) every pair's search, then select, evaluate on the test sets and report."""
+def run_search(
+    spec: SearchSpec, *, address: str | None = None, verbose: int = 0, command: str = "run_search() from Python"
+) -> SearchOutcome:
+    """Run (or continue) every pair's search, then select, evaluate on the test sets and report.
+    `verbose` 1 adds Tune's per-trial table to the one progress line across all pairs."""
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     # Mid-epoch checkpoints are reported without the validation metric (trainables/trial.py).
@@ -186,19 +189,32 @@ def run_search(spec: SearchSpec, *, address: str | None = None, verbose: int = 1
     import optuna
 
     from study.cluster.connect import check_trial_resources, connect
+    from study.orchestrate import quiet_tune_logs
     from study.search.spec import save
+    from study.tracking.progress import StudyProgress
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    directory = study_dir(spec)
+    print(f"Search directory: {directory}", flush=True)
+    quiet_tune_logs(verbose)
     print(connect(address), flush=True)
     check_trial_resources({p.name: {"cpus": p.trial.resources.cpus, "gpus": p.trial.resources.gpus} for p in spec.pairs})
-    directory = study_dir(spec)
-    save(spec, directory)
+    save(spec, directory)  # once Ray is up and the trials fit: a refused start leaves no search behind
+    from study.tracking.manifest import MANIFEST_FILE, write_manifest
+
+    name = MANIFEST_FILE if not (directory / MANIFEST_FILE).exists() else MANIFEST_FILE.replace(".json", ".resumed.json")
+    write_manifest(lambda _, text: (directory / name).write_text(text), spec.model_dump(mode="json"), command)
 
     storage = open_storage(spec.optuna_storage)
+    # One line across every model x optimizer pair (each pair is its own Tuner).
+    progress = StudyProgress(len(spec.pairs) * spec.num_samples, spec.metric_key, PRIMARY_MODE, label="Search")
     for pair in spec.pairs:
-        if len(finished_trials(storage, spec, pair)) >= spec.num_samples:
+        already = len(finished_trials(storage, spec, pair))
+        if already >= spec.num_samples:
+            progress.states |= {f"{pair.name}-{n}": "done" for n in range(spec.num_samples)}
             continue  # finished before an interruption
-        _fit_pair(spec, pair, directory, storage, verbose=verbose)
+        progress.states |= {f"{pair.name}-{n}": "done" for n in range(already)}
+        _fit_pair(spec, pair, directory, storage, verbose=verbose, progress=progress)
         if len(finished_trials(storage, spec, pair)) < spec.num_samples:
             return SearchOutcome(directory, complete=False)
         _fail_orphans(storage, spec, pair)
@@ -215,7 +231,7 @@ def _fail_orphans(storage, spec: SearchSpec, pair: SearchPair) -> None:
         study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
 
 
-def _fit_pair(spec: SearchSpec, pair: SearchPair, directory: Path, storage, *, verbose: int) -> None:
+def _fit_pair(spec: SearchSpec, pair: SearchPair, directory: Path, storage, *, verbose: int, progress) -> None:
     from ray import tune
 
     from trainables.reranker import train_reranker, trial_resources
@@ -251,6 +267,7 @@ def _fit_pair(spec: SearchSpec, pair: SearchPair, directory: Path, storage, *, v
                 ),
                 failure_config=tune.FailureConfig(max_failures=0),
                 progress_reporter=_progress_table(spec, pair),
+                callbacks=[progress],
                 verbose=verbose,
             ),
         )

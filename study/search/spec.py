@@ -82,7 +82,8 @@ class SearchSpec(_Spec):
     validate_every_steps: int | None = Field(None, ge=1, description="step rungs: steps between validations")
     seed: int = Field(12, ge=0, le=SEED_MAX)
     optuna_storage: str = Field(description="Optuna storage URL (sqlite:///... or postgresql://...)")
-    checkpoints_to_keep: int = Field(2, ge=1)
+    # Tune keeps the best `checkpoints_to_keep` by the ranking metric and always the latest: 1 = the best and the last.
+    checkpoints_to_keep: int = Field(1, ge=1, description="checkpoints kept per trial besides the latest (best first)")
 
     @field_validator("name")
     @classmethod

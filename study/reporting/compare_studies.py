@@ -1,0 +1,181 @@
+"""Studies side by side: "did my change help?" (`python -m study.report A B ...`).
+
+Every study's last evaluated epoch per setting (model x optimizer x variant, and seed) goes into one
+table, one column per study for each metric. Where study B (C, ...) evaluated the same setting on
+the same evaluation set as study A, the per-query values (`<trial>/per_query/<set>.epoch<N>.json`)
+are paired over the queries both hold, and tested like the report's Lion vs AdamW comparison (a
+paired t-test and a randomization test, Holm-corrected over every comparison of that study with A).
+"""
+
+from __future__ import annotations
+
+import math
+import string
+from dataclasses import dataclass
+
+from eval.measures import DISPLAY_NAMES
+from study import results
+from study.reporting import significance
+from study.reporting.stats import paired_t_test, randomization_test
+from study.reporting.study_data import StudyData, metric_value
+
+ALPHA = significance.ALPHA
+
+
+@dataclass(frozen=True)
+class Paired:
+    study: str  # the label of the study compared with A ("B", "C", ...)
+    setting: str
+    eval_set: str
+    metric: str
+    epochs: tuple[int, int]  # (A's, the other's)
+    n_queries: int
+    mean_a: float
+    mean_b: float
+    t_p: float
+    randomization_p: float
+    t_p_holm: float = math.nan
+    randomization_p_holm: float = math.nan
+
+    @property
+    def verdict(self) -> str:
+        t, r = self.t_p_holm < ALPHA, self.randomization_p_holm < ALPHA
+        if t and r:
+            return "significant"
+        return "one test only" if (t or r) else "not significant"
+
+
+def labels(studies: list[StudyData]) -> list[str]:
+    return list(string.ascii_uppercase[: len(studies)])
+
+
+def setting_of(trial: results.TrialResult, *, with_seed: bool) -> str:
+    name = f"{trial.model}-{trial.optimizer}" + (f" [{trial.variant}]" if trial.variant else "")
+    return name + (f" s{trial.seed}" if with_seed else "")
+
+
+def _last_rows(study: StudyData, with_seed: bool) -> dict[str, tuple[results.TrialResult, dict]]:
+    return {setting_of(t, with_seed=with_seed): (t, t.rows[-1]) for t in study.trials if t.rows}
+
+
+def _with_seed(studies: list[StudyData]) -> bool:
+    """Settings carry their seed when a study ran several; single-seed studies pair whatever seed they ran."""
+    return any(len(s.seeds) > 1 for s in studies)
+
+
+def side_by_side(studies: list[StudyData]) -> list[dict]:
+    """One row per setting: its last epoch's table metrics (on the first study's first evaluation set), per study."""
+    names, with_seed = labels(studies), _with_seed(studies)
+    last = [_last_rows(s, with_seed) for s in studies]
+    eval_set = studies[0].eval_sets[0]
+    metrics = _table_metrics(studies[0], eval_set)
+    rows = []
+    for setting in dict.fromkeys(k for rows_of in last for k in sorted(rows_of)):
+        row: dict = {"Setting": setting, "Epoch": " / ".join(str(r[setting][1]["epoch"]) if setting in r else "-" for r in last)}
+        for metric in metrics:
+            for name, rows_of in zip(names, last):
+                value = metric_value(rows_of[setting][1], f"{eval_set}/{metric}") if setting in rows_of else None
+                row[f"{DISPLAY_NAMES.get(metric, metric)} {name}"] = "-" if value is None else f"{value:.4f}"
+        rows.append(row)
+    return rows
+
+
+def paired_tests(studies: list[StudyData], *, n_resamples: int = 10_000) -> list[Paired]:
+    """Each later study against the first, per shared setting, evaluation set and table metric."""
+    with_seed = _with_seed(studies)
+    first = _last_rows(studies[0], with_seed)
+    out: list[Paired] = []
+    for name, study in zip(labels(studies)[1:], studies[1:]):
+        family = []
+        for setting, (trial_b, row_b) in _last_rows(study, with_seed).items():
+            if setting not in first:
+                continue
+            trial_a, row_a = first[setting]
+            for eval_set in [s for s in studies[0].eval_sets if s in study.eval_sets]:
+                for metric in _table_metrics(studies[0], eval_set):
+                    a = significance.per_query_values(trial_a.trial_dir, eval_set, row_a["epoch"], metric)
+                    b = significance.per_query_values(trial_b.trial_dir, eval_set, row_b["epoch"], metric)
+                    queries = sorted(set(a or {}) & set(b or {}))
+                    if not queries:
+                        continue
+                    xs, ys = [a[q] for q in queries], [b[q] for q in queries]
+                    family.append(
+                        Paired(
+                            name,
+                            setting,
+                            eval_set,
+                            metric,
+                            (row_a["epoch"], row_b["epoch"]),
+                            len(queries),
+                            sum(xs) / len(xs),
+                            sum(ys) / len(ys),
+                            paired_t_test(ys, xs) if len(queries) > 1 else math.nan,
+                            randomization_test(ys, xs, n_resamples=n_resamples),
+                        )
+                    )
+        out += significance.holm_adjusted(family)
+    return out
+
+
+def _table_metrics(study: StudyData, eval_set: str) -> list[str]:
+    import json
+
+    spec = json.loads((study.directory / "study_spec.json").read_text()) if (study.directory / "study_spec.json").exists() else None
+    evaluation = spec["trials"][0]["evaluation"] if spec else []
+    for e in evaluation:
+        if e["name"] == eval_set:
+            return list(e.get("table_metrics") or ["nDCG@10"])
+    return ["nDCG@10"]
+
+
+def comparison_text(studies: list[StudyData], *, n_resamples: int = 10_000) -> str:
+    """What the console (and compare.md) shows: the legend, the side-by-side table, the paired tests and their caveats."""
+    names = labels(studies)
+    lines = ["Studies compared (each setting's last evaluated epoch):"]
+    lines += [f"  {n} = {s.name}: scale {s.scale}, {len(s.trials)} trials, seeds {', '.join(map(str, s.seeds))} ({s.directory})" for n, s in zip(names, studies)]
+    lines += ["", f"Metrics on {studies[0].eval_sets[0]} (Epoch: {' / '.join(names)}):", results.format_table(side_by_side(studies))]
+    tests = paired_tests(studies, n_resamples=n_resamples)
+    lines += ["", f"Paired tests over shared queries, each study against A (Holm-corrected per study; alpha {ALPHA}):"]
+    if not tests:
+        lines.append("  none: no setting was evaluated on the same queries in A and another study")
+        return "\n".join(lines)
+    lines.append(results.format_table([_test_row(t) for t in tests]))
+    for name in names[1:]:
+        mine = [t for t in tests if t.study == name]
+        both = [t for t in mine if t.verdict == "significant"]
+        higher = sum(t.mean_b > t.mean_a for t in both)
+        lines.append(
+            f"{name} vs A: {len(both)} of {len(mine)} differences significant by both tests"
+            + (f" ({name} higher in {higher}, A higher in {len(both) - higher})" if both else "")
+        )
+    lines.append(_caveat(studies))
+    return "\n".join(lines)
+
+
+def _test_row(t: Paired) -> dict:
+    return {
+        "Study": t.study,
+        "Setting": t.setting,
+        "Set": t.eval_set,
+        "Metric": DISPLAY_NAMES.get(t.metric, t.metric),
+        "Epochs": f"{t.epochs[0]}/{t.epochs[1]}",
+        "Queries": t.n_queries,
+        "A": f"{t.mean_a:.4f}",
+        "Other": f"{t.mean_b:.4f}",
+        "Δ": f"{t.mean_b - t.mean_a:+.4f}",
+        "p t (Holm)": significance.format_p(t.t_p_holm),
+        "p rand. (Holm)": significance.format_p(t.randomization_p_holm),
+        "Verdict": t.verdict,
+    }
+
+
+def _caveat(studies: list[StudyData]) -> str:
+    scales = sorted({s.scale for s in studies})
+    text = (
+        "Caveat: the tests treat queries as the sample; one training run per setting says nothing about "
+        "seed-to-seed variation (run --seeds for that), and every other difference between the studies "
+        "(data, epochs, schedule) is part of what is compared."
+    )
+    if any(scale != "full" for scale in scales):
+        text += f" Scale {', '.join(scales)}: stand-in models on generated data, a check of the pipeline, not a finding."
+    return text
