@@ -9,21 +9,22 @@ paired t-test and a randomization test, Holm-corrected over every comparison of 
 
 from __future__ import annotations
 
-import math
 import string
 from dataclasses import dataclass
 
 from eval.measures import DISPLAY_NAMES
 from study import results
 from study.reporting import significance
-from study.reporting.stats import paired_t_test, randomization_test
 from study.reporting.study_data import StudyData, metric_value
 
 ALPHA = significance.ALPHA
 
 
-@dataclass(frozen=True)
-class Paired:
+@dataclass(frozen=True, kw_only=True)
+class Paired(significance.PairedTest):
+    """One setting of study A against the same setting of another study, paired over queries (its
+    p-values, Holm's correction and verdict are the report's own: significance.PairedTest)."""
+
     study: str  # the label of the study compared with A ("B", "C", ...)
     setting: str
     eval_set: str
@@ -32,17 +33,6 @@ class Paired:
     n_queries: int
     mean_a: float
     mean_b: float
-    t_p: float
-    randomization_p: float
-    t_p_holm: float = math.nan
-    randomization_p_holm: float = math.nan
-
-    @property
-    def verdict(self) -> str:
-        t, r = self.t_p_holm < ALPHA, self.randomization_p_holm < ALPHA
-        if t and r:
-            return "significant"
-        return "one test only" if (t or r) else "not significant"
 
 
 def labels(studies: list[StudyData]) -> list[str]:
@@ -101,16 +91,15 @@ def paired_tests(studies: list[StudyData], *, n_resamples: int = 10_000) -> list
                     xs, ys = [a[q] for q in queries], [b[q] for q in queries]
                     family.append(
                         Paired(
-                            name,
-                            setting,
-                            eval_set,
-                            metric,
-                            (row_a["epoch"], row_b["epoch"]),
-                            len(queries),
-                            sum(xs) / len(xs),
-                            sum(ys) / len(ys),
-                            paired_t_test(ys, xs) if len(queries) > 1 else math.nan,
-                            randomization_test(ys, xs, n_resamples=n_resamples),
+                            study=name,
+                            setting=setting,
+                            eval_set=eval_set,
+                            metric=metric,
+                            epochs=(row_a["epoch"], row_b["epoch"]),
+                            n_queries=len(queries),
+                            mean_a=sum(xs) / len(xs),
+                            mean_b=sum(ys) / len(ys),
+                            **significance.paired_tests(ys, xs, n_resamples=n_resamples),
                         )
                     )
         out += significance.holm_adjusted(family)
