@@ -272,6 +272,12 @@ OPTIMIZERS: tuple[str, ...] = tuple(REGISTRY)
 THESIS_OPTIMIZERS: tuple[str, ...] = ("adamw", "lion")  # the thesis grid's two, the default selection
 
 
+def default_label(optimizer: str) -> str:
+    """What reports call an optimizer's untuned setting: "thesis" where the thesis set it (AdamW,
+    Lion), else "default" (the entry's own, from the sources above)."""
+    return "thesis" if optimizer in THESIS_OPTIMIZERS else "default"
+
+
 def entry(name: str) -> Entry:
     """The registered optimizer called `name`; ValueError with the closest name otherwise."""
     from study.names import check_name

@@ -107,8 +107,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not (args.grid or args.config or args.search or args.compare or isinstance(args.resume, str)):
         parser.error("one of --grid, --config, --search, --compare or --resume STUDY_DIR is required")
-    if args.compare is not None:
-        return compare.main(args)
+    if args.compare is not None or (
+        isinstance(args.resume, str) and not (args.grid or args.config or args.search) and compare.is_comparison(args.resume)
+    ):
+        return compare.main(args)  # starts or continues a comparison
     if args.budget is not None or args.confirm_seeds is not None:
         return print_bad_input(ValueError("--budget and --confirm-seeds only apply to --compare"))
     if args.search is not None:

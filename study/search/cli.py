@@ -203,6 +203,7 @@ def preflight(spec, *, resume: bool) -> None:
 
 
 def describe(spec, *, resume: bool) -> str:
+    from search_spaces.optimizers import default_label
     from study.scales import SCALES
     from study.search.spec import display_url
 
@@ -221,7 +222,8 @@ def describe(spec, *, resume: bool) -> str:
     for pair in spec.pairs:
         stand_in = f"  [STAND-IN for {pair.trial.model.stand_in_for}]" if pair.trial.model.stand_in_for else ""
         point = ", ".join(f"{k}={v}" for k, v in pair.thesis_point.items())
-        lines.append(f"  {pair.name:<18} starts from the thesis point: {point}{stand_in}")
+        label = default_label(pair.trial.optimizer.name)
+        lines.append(f"  {pair.name:<18} starts from the {label} point: {point}{stand_in}")
     return "\n".join(lines)
 
 

@@ -13,6 +13,10 @@ Train No Gain"). The comparison runs in two phases, each an existing part of the
 
 The report (study/reporting/compare.py) sets tuned against tuned and each beside its default.
 Directory: <storage>/<name>/{compare_spec.json, search/, confirm/, compare_report.md}.
+
+An interrupted comparison continues as a whole with `python -m study.run --resume <dir>`: the
+search's unfinished pairs continue (a search that finished is not run again), then the
+confirmation grid starts or continues, then the report is written.
 """
 
 from __future__ import annotations
@@ -81,8 +85,13 @@ def resolve_compare(args: argparse.Namespace) -> CompareSpec:
         raise ValueError(f"--compare expects at least two optimizers to compare, but got {optimizers}")
     if args.optimizers or args.num_samples is not None:
         raise ValueError("--compare names the optimizers and --budget the trials; drop --optimizers and --num-samples")
-    if args.resume or args.seeds:
-        raise ValueError("--compare takes no --resume or --seeds (the confirmation seeds are --confirm-seeds)")
+    if args.resume:
+        raise ValueError(
+            "--compare starts a comparison; continue an interrupted one with its directory alone: "
+            "python -m study.run --resume DIR"
+        )
+    if args.seeds:
+        raise ValueError("--compare takes no --seeds (the confirmation seeds are --confirm-seeds)")
     budget = args.budget if args.budget is not None else DEFAULT_BUDGET
     check_at_least("--budget", budget, 1)
     check_at_least("--max-concurrent", args.max_concurrent, 1)
@@ -145,51 +154,142 @@ def confirmation_study(spec: CompareSpec, selected: dict[str, dict]):
     return grids.with_seeds(study, spec.confirm_seeds)
 
 
+class CompareInterrupted(Exception):
+    """Ctrl+C stopped the comparison; what finished is kept and `--resume DIR` continues it."""
+
+
+# options a resumed comparison cannot take (argparse dest -> flag): it continues as it was started
+_FIXED_ON_RESUME = {
+    "models": "--models", "optimizers": "--optimizers", "epochs": "--epochs", "scale": "--scale",
+    "name": "--name", "storage": "--storage", "seeds": "--seeds", "budget": "--budget",
+    "confirm_seeds": "--confirm-seeds", "num_samples": "--num-samples", "scheduler": "--scheduler",
+    "rungs": "--rungs", "validate_every_steps": "--validate-every-steps", "metric": "--metric",
+    "seed": "--seed", "range": "--range", "optuna_storage": "--optuna-storage",
+    "max_failures": "--max-failures", "node_env": "--node-env",
+}  # fmt: skip
+
+
+def is_comparison(directory: str) -> bool:
+    from study.search.compare_spec import COMPARE_SPEC
+
+    return (Path(directory).expanduser() / COMPARE_SPEC).is_file()
+
+
+def resumed_compare(args: argparse.Namespace) -> CompareSpec:
+    """The saved comparison in `args.resume`, pointed at where its directory is now; ValueError on
+    options that would change it (`--max-concurrent` may change: how many trials run at once)."""
+    from study.names import check_at_least
+    from study.search import compare_spec
+    from study.search.spec import default_optuna_storage
+
+    given = [flag for dest, flag in _FIXED_ON_RESUME.items() if getattr(args, dest, None) not in (None, False)]
+    if given:
+        raise ValueError(
+            f"--resume continues the comparison as it was started, so it takes no {', '.join(given)} "
+            "(only --address and --max-concurrent)"
+        )
+    check_at_least("--max-concurrent", args.max_concurrent, 1)
+    saved = compare_spec.load(args.resume)
+    directory = Path(args.resume).expanduser().resolve()
+    search = dict(saved.search)
+    if search["optuna_storage"] == default_optuna_storage(search["storage"], search["name"]):  # moved along
+        search["optuna_storage"] = default_optuna_storage(str(directory), search["name"])
+    search["storage"] = str(directory)
+    if args.max_concurrent is not None:
+        search["max_concurrent"] = args.max_concurrent
+    return compare_spec.CompareSpec.model_validate(
+        saved.model_dump() | {"name": directory.name, "storage": str(directory.parent), "search": search}
+    )
+
+
 def main(args: argparse.Namespace) -> int:
+    """`--compare O O ...` starts a comparison; `--resume DIR` (a comparison's directory) continues one."""
+    resume = isinstance(args.resume, str) and args.compare is None
     try:
-        spec = resolve_compare(args)
+        spec = resumed_compare(args) if resume else resolve_compare(args)
         search = spec.search_spec()
         if args.print_spec:
             import yaml
 
             print(yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False), end="")
             return 0
-        if spec.spec_file.exists():
-            raise ValueError(f"comparison {spec.name} already exists in {spec.directory}; pick another --name")
+        if not resume and spec.spec_file.exists():
+            raise ValueError(
+                f"comparison {spec.name} already exists in {spec.directory}; pick another --name, or continue "
+                f"it with: python -m study.run --resume {spec.directory}"
+            )
         from study.search import cli as search_cli
+        from study.search.spec import SPEC_FILE, study_dir
 
-        search_cli.preflight(search, resume=False)
+        if not (resume and search_finished(spec)):
+            search_cli.preflight(search, resume=resume and (study_dir(search) / SPEC_FILE).exists())
     except Exception as err:  # noqa: BLE001 -- every bad input becomes one paragraph and exit 2
         return print_bad_input(err)
 
     from study.search import cli as search_cli
 
     print(
-        f"Comparison {spec.name}: {', '.join(spec.optimizers)}; {search.num_samples} search trials per model x "
-        f"optimizer, then default and tuned re-run with seeds {', '.join(map(str, spec.confirm_seeds))}",
+        f"{'Resuming comparison' if resume else 'Comparison'} {spec.name}: {', '.join(spec.optimizers)}; "
+        f"{search.num_samples} search trials per model x optimizer, then default and tuned re-run with seeds "
+        f"{', '.join(map(str, spec.confirm_seeds))}",
         flush=True,
     )
-    print(search_cli.describe(search, resume=False), flush=True)
-    outcome = run_compare(spec, address=args.address)
+    print(search_cli.describe(search, resume=resume), flush=True)
+    try:
+        outcome = run_compare(spec, address=args.address, resume=resume)
+    except CompareInterrupted as stopped:
+        print(f"\n{stopped}; what finished is kept. Continue it with:\n  python -m study.run --resume {spec.directory}")
+        return search_cli.EXIT_INTERRUPTED
     print(outcome)
     return 0
 
 
-def run_compare(spec: CompareSpec, *, address: str | None = None) -> str:
-    """Search, confirm, report; returns the report's summary for the terminal."""
+def search_finished(spec: CompareSpec) -> bool:
+    """The search phase ended: its best configurations were selected and evaluated (written last)."""
+    from study.search.report import BEST_JSON
+    from study.search.spec import study_dir
+
+    return (study_dir(spec.search_spec()) / BEST_JSON).is_file()
+
+
+def run_compare(spec: CompareSpec, *, address: str | None = None, resume: bool = False) -> str:
+    """Search, confirm, report; returns the report's summary for the terminal. With `resume`, the
+    phases that finished are skipped and an interrupted one continues; CompareInterrupted on Ctrl+C."""
+    import json
+
+    from ray import tune
+
+    from study.cluster.storage import load_study_spec
     from study.orchestrate import run_study
     from study.reporting.compare import write_compare_report
+    from study.search.compare_spec import CONFIRM_NAME
+    from study.search.report import BEST_JSON
     from study.search.run import run_search
+    from study.search.spec import study_dir
 
     spec.directory.mkdir(parents=True, exist_ok=True)
-    spec.spec_file.write_text(spec.model_dump_json(indent=2))
+    if not resume:
+        spec.spec_file.write_text(spec.model_dump_json(indent=2))
     search = spec.search_spec()
-    outcome = run_search(search, address=address)
-    if not outcome.complete:
-        raise RuntimeError(f"the comparison's search stopped before its budget was spent ({outcome.study_dir})")
-    selected = {entry["pair"]: entry["selected"]["params"] for entry in outcome.pairs if "selected" in entry}
-    confirm = confirmation_study(spec, selected)
-    print(f"Confirmation {confirm.name}: {len(confirm.trials)} trials", flush=True)
-    run_study(confirm, address=address)
+    if resume and search_finished(spec):
+        print(f"Search {search.name}: finished before, not run again", flush=True)
+        pairs = json.loads((study_dir(search) / BEST_JSON).read_text())["pairs"]
+    else:
+        outcome = run_search(search, address=address)
+        if not outcome.complete:
+            raise CompareInterrupted(f"The comparison's search stopped before its budget was spent ({outcome.study_dir})")
+        pairs = outcome.pairs
+    selected = {entry["pair"]: entry["selected"]["params"] for entry in pairs if "selected" in entry}
+    confirm_dir = spec.directory / CONFIRM_NAME
+    if resume and tune.Tuner.can_restore(confirm_dir):
+        confirm = load_study_spec(str(confirm_dir))  # as it was started
+        print(f"Confirmation {confirm.name}: continuing its {len(confirm.trials)} trials", flush=True)
+        done = run_study(confirm, address=address, resume=True)
+    else:
+        confirm = confirmation_study(spec, selected)
+        print(f"Confirmation {confirm.name}: {len(confirm.trials)} trials", flush=True)
+        done = run_study(confirm, address=address)
+    if any(t.status == "incomplete" for t in done.trials):
+        raise CompareInterrupted(f"The comparison's confirmation stopped before its trials finished ({done.study_dir})")
     report = write_compare_report(spec.directory)
     return report.summary + f"\n  report: {report.markdown}"

@@ -13,6 +13,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from search_spaces.optimizers import default_label
 from search_spaces.optuna_spaces import HYPERPARAMETERS
 from study import results
 from study.results import write_atomic
@@ -61,7 +62,8 @@ def result_columns(spec: SearchSpec) -> list[results.Column]:
 
 
 def best_rows(spec: SearchSpec, pairs: list[dict]) -> list[dict]:
-    """Per pair: the thesis settings and the selected configuration, on validation and test sets."""
+    """Per pair: the starting point (the thesis's settings, or the optimizer's default where the thesis
+    has none) and the selected configuration, on validation and test sets."""
     columns = result_columns(spec)
     rows = []
     for pair in pairs:
@@ -70,7 +72,7 @@ def best_rows(spec: SearchSpec, pairs: list[dict]) -> list[dict]:
             if entry is None:
                 continue
             metrics = entry["validation"] | entry["test"]
-            label = "thesis" if entry["is_thesis"] else f"trial {entry['optuna_trial']}"
+            label = default_label(pair["optimizer"]) if entry["is_thesis"] else f"trial {entry['optuna_trial']}"
             rows.append(
                 {
                     "Model": pair["model"],
@@ -89,7 +91,7 @@ def hyperparameter_rows(pairs: list[dict]) -> list[dict]:
         for role in ("thesis", "selected"):
             entry = pair.get(role)
             if entry is not None:
-                config = "thesis" if role == "thesis" else f"best: trial {entry['optuna_trial']}"
+                config = default_label(pair["optimizer"]) if role == "thesis" else f"best: trial {entry['optuna_trial']}"
                 params = {k: f"{v:.3g}" if isinstance(v, float) else v for k, v in entry["params"].items()}
                 rows.append({"Model": pair["model"], "Optimizer": pair["optimizer"], "Config": config, **params})
     # optimizers search different hyperparameters: one column each, "-" where a row has none

@@ -1,6 +1,7 @@
 """Run a SearchSpec on Ray Tune: Optuna proposes, ASHA stops early, the study directory keeps it all.
 
-Per model x optimizer, one Tune experiment (`<study>/<model>-<optimizer>/`) driven by Tune's
+Per model x optimizer, one Tune experiment (`<study>/<model>-<optimizer>/`), the pairs side by side
+on the cluster (study/search/parallel.py: `max_concurrent` caps the whole search), each driven by Tune's
 OptunaSearch over that pair's define-by-run space with a seeded multivariate TPE sampler; the
 thesis settings are enqueued as the first point. Early stopping belongs to ASHA alone (OptunaSearch
 gives its study a no-op pruner), on the validation metric after every epoch. The Optuna study lives
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from eval.measures import PRIMARY_MODE
 from search_spaces import optuna_spaces as spaces
+from search_spaces.optimizers import default_label
 from study import results
 from study.search.spec import SearchPair, SearchSpec, SearchTrial, study_dir
 from study.spec import TrialSpec
@@ -190,6 +192,7 @@ def run_search(
 
     from study.cluster.connect import check_trial_resources, connect
     from study.orchestrate import quiet_tune_logs
+    from study.search.parallel import run_side_by_side
     from study.search.spec import save
     from study.tracking.progress import StudyProgress
 
@@ -208,16 +211,22 @@ def run_search(
     storage = open_storage(spec.optuna_storage)
     # One line across every model x optimizer pair (each pair is its own Tuner).
     progress = StudyProgress(len(spec.pairs) * spec.num_samples, spec.metric_key, PRIMARY_MODE, label="Search")
+    todo = []
     for pair in spec.pairs:
-        already = len(finished_trials(storage, spec, pair))
-        if already >= spec.num_samples:
-            progress.states |= {f"{pair.name}-{n}": "done" for n in range(spec.num_samples)}
-            continue  # finished before an interruption
+        already = min(len(finished_trials(storage, spec, pair)), spec.num_samples)
         progress.states |= {f"{pair.name}-{n}": "done" for n in range(already)}
-        _fit_pair(spec, pair, directory, storage, verbose=verbose, progress=progress)
-        if len(finished_trials(storage, spec, pair)) < spec.num_samples:
-            return SearchOutcome(directory, complete=False)
-        _fail_orphans(storage, spec, pair)
+        if already < spec.num_samples:  # else finished before an interruption
+            todo.append(pair)
+
+    def search_pair(pair: SearchPair, max_concurrent: int | None) -> None:
+        _fit_pair(spec, pair, directory, storage, max_concurrent=max_concurrent, verbose=verbose, progress=progress)
+        if len(finished_trials(storage, spec, pair)) >= spec.num_samples:
+            _fail_orphans(storage, spec, pair)
+
+    # The pairs side by side, sharing the cluster and --max-concurrent (study/search/parallel.py).
+    run_side_by_side(todo, search_pair, spec.max_concurrent)
+    if any(len(finished_trials(storage, spec, pair)) < spec.num_samples for pair in todo):
+        return SearchOutcome(directory, complete=False)
     return finalize(spec, storage)
 
 
@@ -231,7 +240,10 @@ def _fail_orphans(storage, spec: SearchSpec, pair: SearchPair) -> None:
         study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
 
 
-def _fit_pair(spec: SearchSpec, pair: SearchPair, directory: Path, storage, *, verbose: int, progress) -> None:
+def _fit_pair(
+    spec: SearchSpec, pair: SearchPair, directory: Path, storage, *, max_concurrent: int | None, verbose: int, progress
+) -> None:
+    """One pair's Tune experiment, new or restored; `max_concurrent`: the pair's share of the search's cap."""
     from ray import tune
 
     from trainables.reranker import train_reranker, trial_resources
@@ -243,6 +255,7 @@ def _fit_pair(spec: SearchSpec, pair: SearchPair, directory: Path, storage, *, v
         # Tune restores the searcher (TPE state, Optuna trials in flight), the scheduler and every
         # trial: finished ones stay finished, interrupted ones continue from their last checkpoint.
         tuner = tune.Tuner.restore(str(experiment), trainable=trainable, resume_unfinished=True)
+        _share_progress(tuner, progress)
     else:
         tuner = tune.Tuner(
             trainable,
@@ -250,7 +263,7 @@ def _fit_pair(spec: SearchSpec, pair: SearchPair, directory: Path, storage, *, v
                 search_alg=build_searcher(spec, pair, storage=storage),
                 scheduler=build_scheduler(spec, pair),
                 num_samples=spec.num_samples,
-                max_concurrent_trials=spec.max_concurrent,
+                max_concurrent_trials=max_concurrent,
                 trial_name_creator=_trial_name,
                 trial_dirname_creator=_trial_name,
             ),
@@ -272,6 +285,17 @@ def _fit_pair(spec: SearchSpec, pair: SearchPair, directory: Path, storage, *, v
             ),
         )
     tuner.fit()
+
+
+def _share_progress(tuner, progress) -> None:
+    """A restored Tuner brings back a pickled copy of the progress callback; the search's own one
+    replaces it, so pairs running side by side keep one line between them."""
+    from study.tracking.progress import StudyProgress
+
+    local = getattr(tuner, "_local_tuner", None)  # None through a ray:// client: the copy stays
+    config = local.get_run_config() if local is not None else None
+    if config is not None and config.callbacks:
+        config.callbacks = [progress if isinstance(c, StudyProgress) else c for c in config.callbacks]
 
 
 def _trial_name(trial) -> str:
@@ -352,7 +376,8 @@ def finalize(spec: SearchSpec, storage=None) -> SearchOutcome:
         thesis = next((t for t in trials if t.is_thesis), None)
         for role, picked in (("thesis", _with_best_epoch(thesis, spec)), ("selected", select_best(trials, spec.metric_key))):
             if picked is None:
-                outcome.notes.append(f"{pair.name}: no {role} trial has a validation result")
+                what = default_label(pair.trial.optimizer.name) if role == "thesis" else role
+                outcome.notes.append(f"{pair.name}: no {what} trial has a validation result")
                 continue
             trial, epoch, value = picked
             entry[role] = _describe(trial, epoch, value, spec)

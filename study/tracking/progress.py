@@ -9,12 +9,17 @@ shown once a trial has trained at least one epoch.
 from __future__ import annotations
 
 import math
+import threading
 import time
 from dataclasses import dataclass, field
 
 from ray.tune import Callback
 
 from eval.measures import FIRST_STAGE
+
+# A search's pairs run their Tune loops in threads of one driver, all calling one StudyProgress
+# (study/search/parallel.py). A module lock, not an attribute: Tune pickles its callbacks.
+_LOCK = threading.RLock()
 
 
 @dataclass(frozen=True)
@@ -121,7 +126,7 @@ def better(value: float, best: Best | None, mode: str) -> bool:
 class StudyProgress(Callback):
     """A Tune callback in the driver. It keeps its own count of trial states, because Tune calls
     these hooks before it updates `trial.status`. A search shares one instance across its model x
-    optimizer pairs (one Tuner each), so the line counts the whole search."""
+    optimizer pairs (one Tuner each, side by side), so the line counts the whole search."""
 
     def __init__(self, total_trials: int, metric: str, mode: str, *, every_s: float = 30.0, label: str = "Study"):
         self.total, self.metric, self.mode, self.every_s, self.label = total_trials, metric, mode, every_s, label
@@ -133,28 +138,32 @@ class StudyProgress(Callback):
         self._printed_at = 0.0
 
     def on_trial_start(self, iteration, trials, trial, **info):
-        self.states[trial.trial_id] = "running"
-        self.most_parallel = max(self.most_parallel, list(self.states.values()).count("running"))
-        self._print()
-
-    def on_trial_result(self, iteration, trials, trial, result, **info):
-        baseline = result.get(f"{FIRST_STAGE}/{self.metric}")
-        if isinstance(baseline, (int, float)):
-            self.first_stage = float(baseline)
-        self.eta.trials.setdefault(trial.trial_id, TrialSteps()).update(result)
-        value = result.get(self.metric)
-        if isinstance(value, (int, float)) and better(float(value), self.best, self.mode):
-            self.best = Best(float(value), str(result.get("trial") or trial), int(result.get("epoch", -1)))
-        if time.monotonic() - self._printed_at >= self.every_s:
+        with _LOCK:
+            self.states[trial.trial_id] = "running"
+            self.most_parallel = max(self.most_parallel, list(self.states.values()).count("running"))
             self._print()
 
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        with _LOCK:
+            baseline = result.get(f"{FIRST_STAGE}/{self.metric}")
+            if isinstance(baseline, (int, float)):
+                self.first_stage = float(baseline)
+            self.eta.trials.setdefault(trial.trial_id, TrialSteps()).update(result)
+            value = result.get(self.metric)
+            if isinstance(value, (int, float)) and better(float(value), self.best, self.mode):
+                self.best = Best(float(value), str(result.get("trial") or trial), int(result.get("epoch", -1)))
+            if time.monotonic() - self._printed_at >= self.every_s:
+                self._print()
+
     def on_trial_complete(self, iteration, trials, trial, **info):
-        self.states[trial.trial_id] = "done"
-        self._print()
+        with _LOCK:
+            self.states[trial.trial_id] = "done"
+            self._print()
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self.states[trial.trial_id] = "failed"
-        self._print()
+        with _LOCK:
+            self.states[trial.trial_id] = "failed"
+            self._print()
 
     def line(self) -> str:
         states = list(self.states.values())
