@@ -334,6 +334,62 @@ def test_a_killed_driver_resumes_without_rerunning_finished_trials(two_nodes, tm
     assert not list(study.rglob("*.tmp"))  # every result file was written whole
 
 
+def _interval(trial_dir: Path) -> tuple[float, float]:
+    """When a trial ran, from Tune's results (whole seconds): its first report's time less the time
+    it had run by then, to its last report."""
+    rows = [json.loads(line) for line in (trial_dir / "result.json").read_text().splitlines() if line]
+    return rows[0]["timestamp"] - rows[0]["time_total_s"], rows[-1]["timestamp"]
+
+
+def test_a_searchs_pairs_run_side_by_side_sharing_max_concurrent(two_nodes, tmp_path):
+    # Two pairs (minilm x adamw, lion), 2 trials each. --max-concurrent 2 caps the whole search:
+    # one slot per pair, so each pair runs its trials one after another, beside the other pair.
+    import optuna
+
+    storage = tmp_path / "studies"
+    log_path = tmp_path / "driver.log"
+    search = [
+        "--search", "optuna", "--scale", "smoke", "--models", "minilm", "--optimizers", "adamw", "lion",
+        "--num-samples", "2", "--epochs", "2", "--max-concurrent", "2", "--storage", str(storage), "--name", "side",
+    ]  # fmt: skip
+    driver = _start_driver(two_nodes, log_path, *search)
+    try:
+        assert driver.wait(timeout=600) == 0, log_path.read_text()[-3000:]
+    finally:
+        _stop(driver)
+    log = log_path.read_text()
+    directory = storage / "side"
+    runs = {pair: [_interval(d) for d in sorted((directory / pair).glob("minilm-*-n*"))] for pair in ("minilm-adamw", "minilm-lion")}
+    assert [len(r) for r in runs.values()] == [2, 2], runs
+
+    # Trials of the two pairs ran at the same time (timestamps are whole seconds: more than 1 s of overlap).
+    overlaps = [min(a[1], b[1]) - max(a[0], b[0]) for a in runs["minilm-adamw"] for b in runs["minilm-lion"]]
+    assert max(overlaps) > 1, runs
+    for first, second in (sorted(r) for r in runs.values()):  # each pair: its share of 1, one trial at a time
+        assert second[0] >= first[1] - 1, runs
+    print(f"side by side: intervals {runs}; largest overlap {max(overlaps):.1f} s")
+    # ... on both nodes, and counted on one progress line
+    for node in ("h", "w"):
+        assert list((two_nodes.root / node).glob("session_*/artifacts/*/minilm-*/working_dirs/*")), node
+    assert "Search: 4/4 trials done" in log
+
+    # Each pair's outputs as when pairs ran one after another: its experiment, its Optuna study
+    # (the thesis point first), its selected configuration.
+    optuna_storage = f"sqlite:///{directory}/optuna.db"
+    best = json.loads((directory / "best_configs.json").read_text())
+    assert [p["pair"] for p in best["pairs"]] == ["minilm-adamw", "minilm-lion"]
+    for pair in best["pairs"]:
+        study = optuna.load_study(study_name=f"side.{pair['pair']}", storage=optuna_storage)
+        assert [t.number for t in study.trials] == [0, 1] and all(t.state == t.state.COMPLETE for t in study.trials)
+        assert study.trials[0].params == pair["thesis"]["params"] and pair["thesis"]["is_thesis"]
+        configs = [json.loads(p.read_text()) for p in (directory / pair["pair"]).glob("*/params.json")]
+        assert sorted(c["optuna_trial"] for c in configs) == [0, 1]
+        assert {c["trial"]["optimizer"]["name"] for c in configs} == {pair["optimizer"]}
+        assert "selected" in pair and pair["selected"]["test"]
+    with (directory / "search_trials.csv").open() as trials:
+        assert len(trials.read().strip().splitlines()) == 1 + 4
+
+
 def test_a_trial_on_a_killed_node_finishes_on_the_head_from_its_last_checkpoint(two_nodes, tmp_path):
     # Runs last: it kills the module's worker node.
     storage = tmp_path / "studies"

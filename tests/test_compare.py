@@ -142,3 +142,111 @@ def test_hyperparameter_table_has_a_column_for_every_optimizers_hyperparameters(
     rows = hyperparameter_rows(pairs)
     assert [list(r) for r in rows] == [["Model", "Optimizer", "Config", "lr", "beta1", "beta2_decay"]] * 2
     assert (rows[0]["beta2_decay"], rows[1]["beta1"]) == ("-", "-")
+    assert [r["Config"] for r in rows] == ["thesis", "default"]  # only AdamW and Lion have thesis settings
+
+
+def test_the_search_starts_new_optimizers_from_their_default_not_the_thesis(tmp_path):
+    from study.search.cli import describe
+
+    spec = resolve_compare(_args("adamw", "adafactor", "--models", "minilm", "--scale", "smoke", "--storage", str(tmp_path)))
+    text = describe(spec.search_spec(), resume=False)
+    assert "minilm-adamw       starts from the thesis point" in text
+    assert "minilm-adafactor   starts from the default point" in text
+
+
+# ---- resume: the plumbing, with the search, the confirmation and the report stood in for ---------
+
+
+@pytest.fixture
+def stopped_comparison(tmp_path, monkeypatch):
+    """A comparison whose driver stopped: its spec saved, its search started; the phases record calls."""
+    from types import SimpleNamespace
+
+    from study.search.run import SearchOutcome
+    from study.search.spec import save, study_dir
+
+    spec = resolve_compare(
+        _args(
+            "adamw", "adafactor", "--models", "minilm", "--budget", "2", "--confirm-seeds", "13,14", "--scale", "smoke",
+            "--storage", str(tmp_path), "--name", "cmp",
+        )  # fmt: skip
+    )
+    spec.directory.mkdir(parents=True)
+    spec.spec_file.write_text(spec.model_dump_json(indent=2))
+    search = spec.search_spec()
+    save(search, study_dir(search))
+    pairs = {p.name: p for p in search.pairs}
+    tuned = dict(pairs["minilm-adafactor"].thesis_point) | {"lr": 3e-3}
+    selected = [
+        {"pair": "minilm-adamw", "selected": {"params": dict(pairs["minilm-adamw"].thesis_point)}},
+        {"pair": "minilm-adafactor", "selected": {"params": tuned}},
+    ]
+    calls: list[tuple] = []
+    status = {"confirm": "finished"}
+
+    def run_search(search, *, address=None):
+        calls.append(("search", search.name, search.max_concurrent))
+        return SearchOutcome(study_dir(search), complete=True, pairs=selected)
+
+    def run_study(study, *, address=None, resume=False, **_):
+        calls.append(("confirm", study.name, resume, len(study.trials)))
+        return SimpleNamespace(study_dir=spec.directory / "confirm", trials=[SimpleNamespace(status=status["confirm"])])
+
+    monkeypatch.setattr("study.search.run.run_search", run_search)
+    monkeypatch.setattr("study.orchestrate.run_study", run_study)
+    monkeypatch.setattr(
+        "study.reporting.compare.write_compare_report",
+        lambda d: SimpleNamespace(summary="summary", markdown=d / "compare_report.md"),
+    )
+    return SimpleNamespace(spec=spec, calls=calls, selected=selected, status=status)
+
+
+def test_resume_continues_an_unfinished_search_then_runs_the_confirmation(stopped_comparison, capsys):
+    run = stopped_comparison
+    assert main(["--resume", str(run.spec.directory), "--max-concurrent", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "Resuming comparison cmp: adamw, adafactor" in out and "report: " in out
+    # the search continues (its pairs resume themselves), then the confirmation starts: AdamW kept its
+    # default (one run per seed), Adafactor runs default and tuned
+    assert run.calls == [("search", "search", 3), ("confirm", "confirm", False, 2 * 1 + 2 * 2)]
+
+
+def test_resume_skips_a_finished_search_and_continues_the_confirmation(stopped_comparison, monkeypatch, capsys):
+    from ray import tune
+
+    from study.search.compare import confirmation_study
+
+    run = stopped_comparison
+    search_dir = run.spec.directory / "search"
+    (search_dir / "best_configs.json").write_text(json.dumps({"pairs": run.selected}))
+    confirm = confirmation_study(run.spec, {e["pair"]: e["selected"]["params"] for e in run.selected})
+    (run.spec.directory / "confirm").mkdir()
+    (run.spec.directory / "confirm" / "study_spec.json").write_text(confirm.model_dump_json())
+    monkeypatch.setattr(tune.Tuner, "can_restore", staticmethod(lambda path: True))  # Tune's state is there
+    assert main(["--resume", str(run.spec.directory)]) == 0
+    out = capsys.readouterr().out
+    assert "Search search: finished before, not run again" in out
+    assert "Confirmation confirm: continuing its 6 trials" in out
+    assert run.calls == [("confirm", "confirm", True, 6)]
+
+
+def test_an_interrupted_comparison_says_how_to_continue_it(stopped_comparison, capsys):
+    run = stopped_comparison
+    run.status["confirm"] = "incomplete"  # Ctrl+C during the confirmation
+    assert main(["--resume", str(run.spec.directory)]) == 130
+    out = capsys.readouterr().out
+    assert f"Continue it with:\n  python -m study.run --resume {run.spec.directory}" in out
+    assert not (run.spec.directory / "compare_report.md").exists()
+
+
+def test_resume_takes_the_comparison_as_it_was_started(stopped_comparison, capsys):
+    directory = str(stopped_comparison.spec.directory)
+    assert main(["--resume", directory, "--budget", "5", "--models", "minilm"]) == 2
+    err = capsys.readouterr().err
+    assert "--resume continues the comparison as it was started, so it takes no --models, --budget" in err
+    assert "Traceback" not in err
+    assert main(["--compare", "adamw", "lion", "--resume", directory]) == 2
+    assert "continue an interrupted one with its directory alone: python -m study.run --resume DIR" in capsys.readouterr().err
+    assert main(["--compare", "adamw", "adafactor", "--scale", "smoke", "--storage", str(stopped_comparison.spec.storage), "--name", "cmp"]) == 2
+    assert f"python -m study.run --resume {directory}" in capsys.readouterr().err
+    assert stopped_comparison.calls == []
