@@ -39,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
         const=True,
         metavar="STUDY_DIR",
         help="continue a study whose driver stopped (its directory or URI): finished trials are kept, "
-        "the others continue from their last checkpoint; with --search, the search's directory or --name",
+        "the others continue from their last checkpoint; with --search, the search's directory or --name; "
+        "a comparison's directory continues the comparison (its search, then its confirmation)",
     )
     parser.add_argument(
         "--scale",

@@ -165,12 +165,8 @@ def stopped_comparison(tmp_path, monkeypatch):
     from study.search.run import SearchOutcome
     from study.search.spec import save, study_dir
 
-    spec = resolve_compare(
-        _args(
-            "adamw", "adafactor", "--models", "minilm", "--budget", "2", "--confirm-seeds", "13,14", "--scale", "smoke",
-            "--storage", str(tmp_path), "--name", "cmp",
-        )  # fmt: skip
-    )
+    argv = ["adamw", "adafactor", "--models", "minilm", "--budget", "2", "--confirm-seeds", "13,14", "--scale", "smoke"]
+    spec = resolve_compare(_args(*argv, "--storage", str(tmp_path), "--name", "cmp"))
     spec.directory.mkdir(parents=True)
     spec.spec_file.write_text(spec.model_dump_json(indent=2))
     search = spec.search_spec()
