@@ -50,5 +50,5 @@ def test_compare_runs_search_confirmation_and_report(ray_cluster, tmp_path, caps
     assert "Search search: finished before, not run again" in out and "Confirmation confirm: 2 trials" in out
     assert {p: p.read_bytes() for p in search_files} == search_files
     rerun = sorted(p.parent.name for p in (directory / "confirm").glob("*/params.json"))
-    assert [n.split("_s")[0] for n in rerun] == [n.split("_s")[0] for n in confirm]  # the same trials again
+    assert [n.rsplit("-", 1)[0] for n in rerun] == [n.rsplit("-", 1)[0] for n in confirm]  # the same trials again
     assert "## minilm" in (directory / "compare_report.md").read_text()
