@@ -60,7 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--storage", help="directory or URI (s3://, gs://) holding study results (default: ./studies)"
     )
     parser.add_argument("--name", help="study name (default: <grid>-<scale>-<timestamp>)")
-    parser.add_argument("--max-concurrent", type=int, help="trials running at once (default: as resources allow)")
+    parser.add_argument(
+        "--max-concurrent",
+        type=int,
+        help="trials running at once (default: as resources allow); a search's pairs, which run side by side, share it",
+    )
     parser.add_argument("--address", help="join an existing Ray cluster (auto | HOST:PORT | ray://HOST:10001)")
     parser.add_argument(
         "--seeds",
