@@ -5,6 +5,9 @@ table, one column per study for each metric. Where study B (C, ...) evaluated th
 the same evaluation set as study A, the per-query values (`<trial>/per_query/<set>.epoch<N>.json`)
 are paired over the queries both hold, and tested like the report's Lion vs AdamW comparison (a
 paired t-test and a randomization test, Holm-corrected over every comparison of that study with A).
+Where both studies ran a setting with the same seeds (two or more), two more views: the per-query
+means over those seeds, tested the same way ("seed mean"), and each seed's difference of the metric,
+its mean with a 95% t-interval over the seeds -- the seed-to-seed variation the per-query tests leave out.
 """
 
 from __future__ import annotations
@@ -35,6 +38,22 @@ class Paired(significance.PairedTest):
     mean_b: float
 
 
+@dataclass(frozen=True)
+class SeedDifference:
+    """One setting of another study against A over the seeds both ran: the mean of the per-seed
+    differences (other - A) of a metric at each trial's last epoch, with its 95% t-interval."""
+
+    study: str
+    setting: str
+    eval_set: str
+    metric: str
+    seeds: tuple[int, ...]
+    mean_a: float
+    mean_b: float
+    difference: float
+    half_width: float  # of the 95% interval over seeds
+
+
 def labels(studies: list[StudyData]) -> list[str]:
     return list(string.ascii_uppercase[: len(studies)])
 
@@ -46,6 +65,21 @@ def setting_of(trial: results.TrialResult, *, with_seed: bool) -> str:
 
 def _last_rows(study: StudyData, with_seed: bool) -> dict[str, tuple[results.TrialResult, dict]]:
     return {setting_of(t, with_seed=with_seed): (t, t.rows[-1]) for t in study.trials if t.rows}
+
+
+def _by_seed(study: StudyData) -> dict[str, dict[int, tuple[results.TrialResult, dict]]]:
+    """Setting (without seed) -> seed -> (trial, its last row)."""
+    out: dict[str, dict[int, tuple[results.TrialResult, dict]]] = {}
+    for t in study.trials:
+        if t.rows:
+            out.setdefault(setting_of(t, with_seed=False), {})[t.seed] = (t, t.rows[-1])
+    return out
+
+
+def _shared_seeds(a: dict[int, tuple], b: dict[int, tuple]) -> list[int]:
+    """The seeds both ran, when there are at least two of them (one seed has no spread to show)."""
+    seeds = sorted(set(a) & set(b))
+    return seeds if len(seeds) >= 2 else []
 
 
 def _with_seed(studies: list[StudyData]) -> bool:
@@ -102,7 +136,73 @@ def paired_tests(studies: list[StudyData], *, n_resamples: int = 10_000) -> list
                             **significance.paired_tests(ys, xs, n_resamples=n_resamples),
                         )
                     )
+        if with_seed:
+            family += _seed_mean_tests(studies[0], study, name, n_resamples)
         out += significance.holm_adjusted(family)
+    return out
+
+
+def _seed_mean_tests(a: StudyData, b: StudyData, name: str, n_resamples: int) -> list[Paired]:
+    """Per setting both ran with the same seeds: per-query means over those seeds, paired over queries."""
+    tests = []
+    by_seed_a = _by_seed(a)
+    for setting, runs_b in _by_seed(b).items():
+        seeds = _shared_seeds(by_seed_a.get(setting, {}), runs_b)
+        for eval_set in [s for s in a.eval_sets if s in b.eval_sets] if seeds else []:
+            for metric in _table_metrics(a, eval_set):
+                sides = []
+                for runs in (by_seed_a[setting], runs_b):
+                    values = [significance.per_query_values(runs[s][0].trial_dir, eval_set, runs[s][1]["epoch"], metric) for s in seeds]
+                    sides.append(significance.query_means(values) if all(values) else {})
+                queries = sorted(set(sides[0]) & set(sides[1]))
+                if not queries:
+                    continue
+                xs, ys = [sides[0][q] for q in queries], [sides[1][q] for q in queries]
+                tests.append(
+                    Paired(
+                        study=name,
+                        setting=f"{setting} (seed mean)",
+                        eval_set=eval_set,
+                        metric=metric,
+                        epochs=(by_seed_a[setting][seeds[0]][1]["epoch"], runs_b[seeds[0]][1]["epoch"]),  # a grid's seeds run alike
+                        n_queries=len(queries),
+                        mean_a=sum(xs) / len(xs),
+                        mean_b=sum(ys) / len(ys),
+                        **significance.paired_tests(ys, xs, n_resamples=n_resamples),
+                    )
+                )
+    return tests
+
+
+def seed_differences(studies: list[StudyData]) -> list[SeedDifference]:
+    """Each later study against the first, per setting both ran with the same two or more seeds."""
+    from study.reporting.stats import mean_ci
+
+    out = []
+    by_seed_a = _by_seed(studies[0])
+    for name, study in zip(labels(studies)[1:], studies[1:]):
+        for setting, runs_b in _by_seed(study).items():
+            seeds = _shared_seeds(by_seed_a.get(setting, {}), runs_b)
+            for eval_set in [s for s in studies[0].eval_sets if s in study.eval_sets] if seeds else []:
+                for metric in _table_metrics(studies[0], eval_set):
+                    key = f"{eval_set}/{metric}"
+                    pairs = [(metric_value(by_seed_a[setting][s][1], key), metric_value(runs_b[s][1], key)) for s in seeds]
+                    if any(a is None or b is None for a, b in pairs):
+                        continue
+                    difference, half_width = mean_ci([b - a for a, b in pairs])
+                    out.append(
+                        SeedDifference(
+                            study=name,
+                            setting=setting,
+                            eval_set=eval_set,
+                            metric=metric,
+                            seeds=tuple(seeds),
+                            mean_a=sum(a for a, _ in pairs) / len(pairs),
+                            mean_b=sum(b for _, b in pairs) / len(pairs),
+                            difference=difference,
+                            half_width=half_width,
+                        )
+                    )
     return out
 
 
@@ -137,8 +237,26 @@ def comparison_text(studies: list[StudyData], *, n_resamples: int = 10_000) -> s
             f"{name} vs A: {len(both)} of {len(mine)} differences significant by both tests"
             + (f" ({name} higher in {higher}, A higher in {len(both) - higher})" if both else "")
         )
+    differences = seed_differences(studies)
+    if differences:
+        lines += ["", "Across seeds: each seed's difference (other - A) at the last epoch, mean ± 95% CI over the shared seeds:"]
+        lines.append(results.format_table([_seed_row(d) for d in differences]))
     lines.append(_caveat(studies))
     return "\n".join(lines)
+
+
+def _seed_row(d: SeedDifference) -> dict:
+    return {
+        "Study": d.study,
+        "Setting": d.setting,
+        "Set": d.eval_set,
+        "Metric": DISPLAY_NAMES.get(d.metric, d.metric),
+        "Seeds": ",".join(map(str, d.seeds)),
+        "A": f"{d.mean_a:.4f}",
+        "Other": f"{d.mean_b:.4f}",
+        "Δ ± 95% CI": f"{d.difference:+.4f} ± {d.half_width:.4f}",
+        "CI excludes 0": "yes" if abs(d.difference) > d.half_width else "no",
+    }
 
 
 def _test_row(t: Paired) -> dict:
@@ -162,8 +280,8 @@ def _caveat(studies: list[StudyData]) -> str:
     scales = sorted({s.scale for s in studies})
     text = (
         "Caveat: the tests treat queries as the sample; one training run per setting says nothing about "
-        "seed-to-seed variation (run --seeds for that), and every other difference between the studies "
-        "(data, epochs, schedule) is part of what is compared."
+        "seed-to-seed variation (run --seeds for that: the seeds' own differences are then shown with their interval), "
+        "and every other difference between the studies (data, epochs, schedule) is part of what is compared."
     )
     if any(scale != "full" for scale in scales):
         text += f" Scale {', '.join(scales)}: stand-in models on generated data, a check of the pipeline, not a finding."
