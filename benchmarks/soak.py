@@ -1,14 +1,15 @@
 """Soak: interrupt a study at random moments (SIGINT and SIGKILL), resume it each time, compare.
 
-    python -m benchmarks.soak                  # MiniLM of the smoke grid (AdamW, Lion), 5 SIGINT + 5 SIGKILL
+    python -m benchmarks.soak                  # MiniLM of the smoke grid (AdamW, Lion), 6 epochs, 5 SIGINT + 5 SIGKILL
     python -m benchmarks.soak --quick          # one trial, one SIGKILL, then resume (what the test runs)
 
 The same study runs twice from the command line (`python -m study.run`, its own local Ray each time):
 once without interruption, once stopped by signals and continued with `--resume` after each stop.
 Every signal lands while a trial trains: the script follows the running trial's step log (in its
 working directory, one line a step) and sends the signal when it reaches a step drawn at random
-within the next 1.5 epochs, never in an epoch's last steps; afterwards it reads where training
-stopped and prints it (epoch, step within the epoch). Passes when
+within the next 1.5 epochs, never in an epoch's last steps; it prints where each signal landed and
+where training then stopped (epoch, step within the epoch). Passes when
+- every signal was sent while a trial trained, inside an epoch,
 - the interrupted study ends with the same trials, epochs and metrics as the uninterrupted one
   (machine measurements -- times, throughput, memory -- aside), and
 - every results file was parseable whenever it was looked at (every 0.5 s while a driver ran):
@@ -203,6 +204,7 @@ def watch_training(
                 problems.append(f"the driver did not stop within 120 s of {signal.Signals(sig).name}")
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
+            landing["exit_s"] = time.monotonic() - started - landing["after_s"]
             landing["stopped"] = settled(log)
             break
         if time.monotonic() - last_check >= POLL_S and study.exists():
@@ -228,11 +230,14 @@ def settled(log: Path, *, quiet_s: float = 3.0, limit_s: float = 60.0) -> tuple[
     return last_step(log)
 
 
-def describe(sig: int, landing: dict, per_epoch: int) -> tuple[str, bool]:
-    """Where a signal landed, in words, and whether it stopped training inside an epoch."""
+def describe(sig: int, landing: dict, per_epoch: int) -> tuple[str, bool, bool]:
+    """Where a signal landed, in words; whether it was sent inside an epoch; whether training stopped inside one."""
     name = signal.Signals(sig).name
     if not landing:
-        return f"{name}: not sent, the driver ended before it", False
+        return f"{name}: not sent, the driver ended before it", False, False
+
+    def inside(here: tuple[int, int] | None) -> bool:
+        return here is not None and 0 < here[1] - (here[0] - 1) * per_epoch < per_epoch
 
     def position(here: tuple[int, int] | None) -> str:
         if here is None:
@@ -240,14 +245,14 @@ def describe(sig: int, landing: dict, per_epoch: int) -> tuple[str, bool]:
         epoch, step = here
         return f"epoch {epoch} step {step - (epoch - 1) * per_epoch}/{per_epoch} (global step {step})"
 
-    epoch, step = landing["stopped"] or (0, 0)
-    inside = landing["stopped"] is not None and 0 < step - (epoch - 1) * per_epoch < per_epoch
+    sent, stopped = inside(landing["at_signal"]), inside(landing["stopped"])
     text = (
-        f"{name} after {landing['after_s']:.0f} s, at {position(landing['at_signal'])}; "
-        f"training stopped at {position(landing['stopped'])} "
-        f"({'mid-training' if inside else 'NOT inside an epoch'}) in {landing['log'].parent.name}"
+        f"{name} {landing['after_s']:.0f} s into the driver, at {position(landing['at_signal'])}"
+        f"{'' if sent else ' (NOT inside an epoch)'}; driver gone {landing['exit_s']:.0f} s later; "
+        f"training stopped at {position(landing['stopped'])}{'' if stopped else ' (the epoch end)'}; "
+        f"{landing['log'].parent.name}"
     )
-    return text, inside
+    return text, sent, stopped
 
 
 def steps_per_epoch(study: Path) -> int:
@@ -332,10 +337,16 @@ def main(argv: list[str] | None = None) -> int:
         help="drivers join one `ray start` node instead of each starting its own local Ray "
         "(on a loaded machine Ray's hard-coded 30 s start-up limit can fail every local start)",
     )
-    parser.add_argument("--epochs", type=int, default=3, help="training epochs per trial (the smoke grid's 3)")
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        help="training epochs per trial (default 6, twice the smoke grid's 3: a SIGINT lets the trial finish its "
+        "epoch, so 10 interruptions need more than 2 x 3 epochs; --quick: 3)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the random moments")
     parser.add_argument("--dir", type=Path, help="where to keep the studies and logs (default: a temp dir)")
     args = parser.parse_args(argv)
+    args.epochs = args.epochs or (3 if args.quick else 6)
     signals = [signal.SIGKILL] if args.quick else [signal.SIGINT] * args.sigint + [signal.SIGKILL] * args.sigkill
     rng = random.Random(args.seed)
     rng.shuffle(signals)
@@ -367,23 +378,26 @@ def _soak(args, signals, rng, root, storage, log, config) -> int:
     print(f"uninterrupted run: {duration:.0f} s ({per_epoch} steps an epoch)", flush=True)
 
     soaked = storage / "soaked"
-    landed, inside, sent = [], 0, 0
+    inside, stopped_inside, sent = 0, 0, 0
     for sig in signals:
         process = driver(_start_or_resume(common, soaked), log)
         done, seen, landing = watch_training(process, soaked, sig, per_epoch, rng)
         problems += seen
-        text, mid = describe(sig, landing, per_epoch)
+        text, mid, stopped_mid = describe(sig, landing, per_epoch)
         if not landing:
             text += f" (exit code {process.returncode}{': the study is finished' if done else f'; see {log}'})"
-        landed.append(text)
         sent += bool(landing)
         inside += mid
+        stopped_inside += stopped_mid
         print(f"  {text}", flush=True)
         if done:
             break
     finished, seen = run_to_end(lambda: _start_or_resume(common, soaked), soaked, log)
     problems += seen
-    print(f"interruptions: {sent} signals, {inside} of them stopped training inside an epoch")
+    print(
+        f"interruptions: {sent} signals, {inside} of them sent while a trial trained inside an epoch; "
+        f"training stopped inside the epoch after {stopped_inside} (after a SIGINT, Tune lets a trial run on to its next report)"
+    )
     if not finished:
         print(f"the resumed run did not finish; see {log}")
         return 1
