@@ -103,7 +103,20 @@ def start_cluster(root: Path):
 
 
 def unreadable_files(study: Path) -> list[str]:
-    """Results files that do not parse now (a JSON-lines log's unfinished last line is allowed)."""
+    """Results files that do not parse now (a JSON-lines log's unfinished last line is allowed);
+    each is printed when first seen, so a run cut short still says what it found."""
+    bad = _unreadable(study)
+    for problem in bad:
+        if problem not in REPORTED:
+            REPORTED.add(problem)
+            print(f"  unparseable at {time.strftime('%H:%M:%S')}: {study.name}/{problem}", flush=True)
+    return bad
+
+
+REPORTED: set[str] = set()
+
+
+def _unreadable(study: Path) -> list[str]:
     bad = []
     files = (Path(d) / n for d, _, names in os.walk(study) for n in names)  # os.walk skips vanished folders
     for path in files:
