@@ -1,11 +1,15 @@
 """Soak: interrupt a study at random moments (SIGINT and SIGKILL), resume it each time, compare.
 
-    python -m benchmarks.soak                  # MiniLM of the smoke grid (AdamW, Lion), 5 SIGINT + 5 SIGKILL
+    python -m benchmarks.soak                  # MiniLM of the smoke grid (AdamW, Lion), 6 epochs, 5 SIGINT + 5 SIGKILL
     python -m benchmarks.soak --quick          # one trial, one SIGKILL, then resume (what the test runs)
 
 The same study runs twice from the command line (`python -m study.run`, its own local Ray each time):
-once without interruption, once stopped by signals at random moments and continued with `--resume`
-after each stop. Passes when
+once without interruption, once stopped by signals and continued with `--resume` after each stop.
+Every signal lands while a trial trains: the script follows the running trial's step log (in its
+working directory, one line a step) and sends the signal when it reaches a step drawn at random
+within the next 1.5 epochs, never in an epoch's last steps; it prints where each signal landed and
+where training then stopped (epoch, step within the epoch). Passes when
+- every signal was sent while a trial trained, inside an epoch, and every driver stopped within 120 s,
 - the interrupted study ends with the same trials, epochs and metrics as the uninterrupted one
   (machine measurements -- times, throughput, memory -- aside), and
 - every results file was parseable whenever it was looked at (every 0.5 s while a driver ran):
@@ -41,23 +45,31 @@ RAY_START_TIMEOUT = b"The current node timed out during startup"  # Ray's own, h
 
 
 def study_config(path: Path, *, models: list[str], optimizers: list[str] | None, epochs: int) -> Path:
-    """The smoke grid, cut to `models` x `optimizers`, one trial at a time (so runs compare step for step)."""
+    """The smoke grid, cut to `models` x `optimizers`, one trial at a time (so runs compare step for step).
+
+    Its step log gets a line every step (not every 10), so the script sees each step as it is trained;
+    that changes no result (a line is only a host sync), and both runs use this same config.
+    """
     from study import grids
 
     spec = grids.build_study("thesis", scale="smoke", name="soak")
     spec = grids.restrict(spec, models=models, optimizers=optimizers, epochs=epochs, max_concurrent=1)
     raw = spec.model_dump(mode="json")
+    for trial in raw["trials"]:
+        trial["training"]["log_every"] = 1
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path
 
 
-TIMINGS: dict[str, float] = {}
 CLUSTER: dict[str, object] = {}  # with --cluster: the head node's address and its clients' environment
+RAY_DIR: dict[str, Path] = {}  # where the drivers' Ray keeps its sessions (and so the trials' working dirs)
 
 
 def driver(argv: list[str], log: Path) -> subprocess.Popen:
     # Its own process group: SIGINT reaches the driver as Ctrl+C would, and nothing else of ours.
     env = os.environ | {"RAY_DEDUP_LOGS": "0"}
+    if not CLUSTER:  # a local Ray of its own, in a folder of ours (not /tmp/ray, which others use)
+        env["RAY_TMPDIR"] = str(RAY_DIR["root"])
     if CLUSTER:
         argv, env = [*argv, "--address", str(CLUSTER["address"])], env | CLUSTER["env"]
     with log.open("a") as out:
@@ -91,7 +103,20 @@ def start_cluster(root: Path):
 
 
 def unreadable_files(study: Path) -> list[str]:
-    """Results files that do not parse now (a JSON-lines log's unfinished last line is allowed)."""
+    """Results files that do not parse now (a JSON-lines log's unfinished last line is allowed);
+    each is printed when first seen, so a run cut short still says what it found."""
+    bad = _unreadable(study)
+    for problem in bad:
+        if problem not in REPORTED:
+            REPORTED.add(problem)
+            print(f"  unparseable at {time.strftime('%H:%M:%S')}: {study.name}/{problem}", flush=True)
+    return bad
+
+
+REPORTED: set[str] = set()
+
+
+def _unreadable(study: Path) -> list[str]:
     bad = []
     files = (Path(d) / n for d, _, names in os.walk(study) for n in names)  # os.walk skips vanished folders
     for path in files:
@@ -119,35 +144,139 @@ def unreadable_files(study: Path) -> list[str]:
     return bad
 
 
-def watch(process: subprocess.Popen, study: Path, *, stop_after: float | None, sig: int | None) -> tuple[bool, list[str]]:
-    """Run until exit, or until `stop_after` s and then `sig`; check the files all along.
-
-    Returns (whether the driver finished by itself with exit 0, the unparseable files seen); records in
-    TIMINGS when the driver's first trial report (epoch 0, before training) reached the study.
-    """
-    started, problems, signalled = time.monotonic(), [], False
-    TIMINGS.pop("first_report_s", None)
+def watch(process: subprocess.Popen, study: Path) -> tuple[bool, list[str]]:
+    """Run until exit, checking the files all along: (whether the driver exited 0, the unparseable files seen)."""
+    problems = []
     while process.poll() is None:
-        if "first_report_s" not in TIMINGS and any(p.stat().st_size for p in study.glob("*/result.json")):
-            TIMINGS["first_report_s"] = time.monotonic() - started
-        if stop_after is not None and time.monotonic() - started >= stop_after:
-            # To the whole process group, as Ctrl+C in a terminal; SIGKILL as if the machine died
-            # (the local Ray started by the driver shares its fate).
-            os.killpg(process.pid, sig)
-            signalled = True
-            try:
-                process.wait(120)
-            except subprocess.TimeoutExpired:
-                problems.append(f"the driver did not stop within 120 s of {signal.Signals(sig).name}")
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-            break
         if study.exists():
             problems += unreadable_files(study)
         time.sleep(POLL_S)
     if study.exists():
         problems += unreadable_files(study)
-    return process.returncode == 0 and not signalled, problems
+    return process.returncode == 0, problems
+
+
+def step_logs(since: float) -> list[Path]:
+    """The trials' step logs in their working directories written since `since` (time.time()), newest first."""
+    found = []
+    for path in RAY_DIR["root"].glob("**/working_dirs/*/steps.jsonl"):
+        try:
+            mtime = path.stat().st_mtime
+        except FileNotFoundError:
+            continue
+        if mtime >= since:
+            found.append((mtime, path))
+    return [path for _, path in sorted(found, reverse=True)]
+
+
+def last_step(log: Path) -> tuple[int, int] | None:
+    """(epoch, step) of the log's last whole line, or None while it has none."""
+    try:
+        lines = log.read_text(encoding="utf-8").split("\n")[:-1]
+    except FileNotFoundError:
+        return None
+    for line in reversed(lines):
+        try:
+            row = json.loads(line)
+            return int(row["epoch"]), int(row["step"])
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+            continue
+    return None
+
+
+def draw_target(step: int, per_epoch: int, rng: random.Random) -> int:
+    """A step within the next 1.5 epochs after `step`, never one of an epoch's last 3 (its end comes next)."""
+    while True:
+        target = step + rng.randint(1, max(1, int(1.5 * per_epoch)))
+        if per_epoch < 6 or 0 < (target - 1) % per_epoch + 1 < per_epoch - 2:
+            return target
+
+
+def watch_training(
+    process: subprocess.Popen, study: Path, sig: int, per_epoch: int, rng: random.Random
+) -> tuple[bool, list[str], dict]:
+    """Send `sig` when the trial being trained reaches a step drawn at random; check the files all along.
+
+    Returns (whether the driver finished before the signal, the unparseable files seen, where the
+    signal landed: the step log, the (epoch, step) last logged when it was sent and when training stopped).
+    """
+    started, wall_start, problems = time.monotonic(), time.time(), []
+    log, target, last_check, landing = None, None, 0.0, {}
+    while process.poll() is None:
+        logs = step_logs(wall_start)
+        if logs and logs[0] != log:  # a trial started (or the next one): a new random step
+            log, here = logs[0], last_step(logs[0])
+            target = draw_target(here[1] if here else 0, per_epoch, rng)
+        here = last_step(log) if log else None
+        if here and here[1] >= target:
+            os.killpg(process.pid, sig)  # the whole process group: as Ctrl+C, or as the machine dying
+            landing = {"log": log, "at_signal": here, "after_s": time.monotonic() - started}
+            try:
+                process.wait(120)
+            except subprocess.TimeoutExpired:  # not a file problem: said where the signal's landing is printed
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+                landing["hung"] = True
+            landing["exit_s"] = time.monotonic() - started - landing["after_s"]
+            landing["stopped"] = settled(log)
+            break
+        if time.monotonic() - last_check >= POLL_S and study.exists():
+            problems += unreadable_files(study)
+            last_check = time.monotonic()
+        time.sleep(0.1)
+    if study.exists():
+        problems += unreadable_files(study)
+    return not landing and process.returncode == 0, problems, landing
+
+
+def settled(log: Path, *, quiet_s: float = 3.0, limit_s: float = 60.0) -> tuple[int, int] | None:
+    """The log's last step once it stopped growing: the trial's worker can outlive its driver a moment
+    (Tune stops it after a SIGINT; Ray reaps a killed driver's workers within seconds)."""
+    deadline, size, quiet_since = time.monotonic() + limit_s, -1, time.monotonic()
+    while time.monotonic() < deadline:
+        now = log.stat().st_size if log.exists() else 0
+        if now != size:
+            size, quiet_since = now, time.monotonic()
+        elif time.monotonic() - quiet_since >= quiet_s:
+            break
+        time.sleep(0.5)
+    return last_step(log)
+
+
+def describe(sig: int, landing: dict, per_epoch: int) -> tuple[str, bool, bool]:
+    """Where a signal landed, in words; whether it was sent inside an epoch; whether training stopped inside one."""
+    name = signal.Signals(sig).name
+    if not landing:
+        return f"{name}: not sent, the driver ended before it", False, False
+
+    def inside(here: tuple[int, int] | None) -> bool:
+        return here is not None and 0 < here[1] - (here[0] - 1) * per_epoch < per_epoch
+
+    def position(here: tuple[int, int] | None) -> str:
+        if here is None:
+            return "no step yet"
+        epoch, step = here
+        return f"epoch {epoch} step {step - (epoch - 1) * per_epoch}/{per_epoch} (global step {step})"
+
+    sent, stopped = inside(landing["at_signal"]), inside(landing["stopped"])
+    text = (
+        f"{name} {landing['after_s']:.0f} s into the driver, at {position(landing['at_signal'])}"
+        f"{'' if sent else ' (NOT inside an epoch)'}; driver gone {landing['exit_s']:.0f} s later"
+        f"{' (did NOT stop within 120 s: killed)' if landing.get('hung') else ''}; "
+        f"training stopped at {position(landing['stopped'])}{'' if stopped else ' (the epoch end)'}; "
+        f"{landing['log'].parent.name}"
+    )
+    return text, sent, stopped
+
+
+def steps_per_epoch(study: Path) -> int:
+    """From the uninterrupted study's reports: its total steps over its epochs."""
+    for result in study.glob("*/result.json"):
+        rows = [json.loads(line) for line in result.read_text().splitlines() if line.strip()]
+        rows = [r for r in rows if not r.get("mid_epoch") and r.get("epoch")]
+        if rows:
+            return rows[-1]["global_step"] // rows[-1]["epoch"]
+    raise RuntimeError(f"no epoch reported in {study}")
 
 
 def run_to_end(argv: list[str] | Callable[[], list[str]], study: Path, log: Path, *, attempts: int = 3) -> tuple[bool, list[str]]:
@@ -155,7 +284,7 @@ def run_to_end(argv: list[str] | Callable[[], list[str]], study: Path, log: Path
     problems: list[str] = []
     for _ in range(attempts):
         seen_before = log.stat().st_size if log.exists() else 0
-        finished, seen = watch(driver(argv() if callable(argv) else argv, log), study, stop_after=None, sig=None)
+        finished, seen = watch(driver(argv() if callable(argv) else argv, log), study)
         problems += seen
         with log.open("rb") as handle:
             handle.seek(seen_before)
@@ -222,10 +351,16 @@ def main(argv: list[str] | None = None) -> int:
         help="drivers join one `ray start` node instead of each starting its own local Ray "
         "(on a loaded machine Ray's hard-coded 30 s start-up limit can fail every local start)",
     )
-    parser.add_argument("--epochs", type=int, default=3, help="training epochs per trial (the smoke grid's 3)")
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        help="training epochs per trial (default 6, twice the smoke grid's 3: a SIGINT lets the trial finish its "
+        "epoch, so 10 interruptions need more than 2 x 3 epochs; --quick: 3)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the random moments")
     parser.add_argument("--dir", type=Path, help="where to keep the studies and logs (default: a temp dir)")
     args = parser.parse_args(argv)
+    args.epochs = args.epochs or (3 if args.quick else 6)
     signals = [signal.SIGKILL] if args.quick else [signal.SIGINT] * args.sigint + [signal.SIGKILL] * args.sigkill
     rng = random.Random(args.seed)
     rng.shuffle(signals)
@@ -235,7 +370,9 @@ def main(argv: list[str] | None = None) -> int:
     optimizers = args.optimizers or (["lion"] if args.quick else None)
     config = study_config(root / "soak.yaml", models=args.models, optimizers=optimizers, epochs=args.epochs)
 
-    head = start_cluster(Path(tempfile.mkdtemp(prefix="sk-", dir="/tmp"))) if args.cluster else None
+    # Short paths in /tmp: Ray's sockets live there, and a socket path has at most 107 characters.
+    RAY_DIR["root"] = Path(tempfile.mkdtemp(prefix="sk-", dir="/tmp"))
+    head = start_cluster(RAY_DIR["root"]) if args.cluster else None
     try:
         return _soak(args, signals, rng, root, storage, log, config)
     finally:
@@ -248,46 +385,52 @@ def _soak(args, signals, rng, root, storage, log, config) -> int:
     started = time.monotonic()
     finished, problems = run_to_end([*common, "--name", "reference"], storage / "reference", log)
     duration = time.monotonic() - started
-    # Interruptions land while a driver trains: after its start-up (the reference's time to its
-    # first report) and within about one epoch, so every one costs the study work to redo.
-    startup = TIMINGS.get("first_report_s", 0.3 * duration)
-    epoch_s = (duration - startup) / args.epochs
     if not finished:
         print(f"the uninterrupted run failed; see {log}")
         return 1
-    print(f"uninterrupted run: {duration:.0f} s (first report after {startup:.0f} s, then {epoch_s:.0f} s per epoch)")
+    per_epoch = steps_per_epoch(storage / "reference")
+    print(f"uninterrupted run: {duration:.0f} s ({per_epoch} steps an epoch)", flush=True)
 
     soaked = storage / "soaked"
-    interrupted: list[str] = []
+    inside, stopped_inside, sent, hung = 0, 0, 0, 0
     for sig in signals:
-        moment = startup + rng.uniform(0.0, 1.2) * epoch_s
-        done, seen = watch(driver(_start_or_resume(common, soaked), log), soaked, stop_after=moment, sig=sig)
+        process = driver(_start_or_resume(common, soaked), log)
+        done, seen, landing = watch_training(process, soaked, sig, per_epoch, rng)
         problems += seen
-        interrupted.append(f"{signal.Signals(sig).name}@{moment:.0f}s")
+        text, mid, stopped_mid = describe(sig, landing, per_epoch)
+        if not landing:
+            text += f" (exit code {process.returncode}{': the study is finished' if done else f'; see {log}'})"
+        sent += bool(landing)
+        inside += mid
+        stopped_inside += stopped_mid
+        hung += bool(landing.get("hung"))
+        print(f"  {text}", flush=True)
         if done:
-            interrupted.append("(finished before the signal)")
             break
     finished, seen = run_to_end(lambda: _start_or_resume(common, soaked), soaked, log)
     problems += seen
-    print(f"interruptions: {' '.join(interrupted)}")
+    print(
+        f"interruptions: {sent} signals, {inside} of them sent while a trial trained inside an epoch; "
+        f"training stopped inside the epoch after {stopped_inside}; drivers that did not stop within 120 s: {hung}"
+    )
     if not finished:
         print(f"the resumed run did not finish; see {log}")
         return 1
     diffs = differences(comparable(storage / "reference" / "results.json"), comparable(soaked / "results.json"))
     problems = sorted(set(problems))
-    # Files of the study itself (written by this project, atomically) vs a trial's files, which Tune
-    # copies from the trial's working directory with each checkpoint (a plain copy, not atomic).
     in_study = [p for p in problems if "/" not in p.split(":", 1)[0]]  # paths relative to the study
     in_trials = [p for p in problems if p not in in_study]
     print(f"results identical to the uninterrupted run: {'yes' if not diffs else 'NO'}")
     for line in diffs:
         print(f"  {line}")
     print(f"study results files unparseable at some moment: {len(in_study)}")
-    print(f"trial files (copied by Tune) unparseable at some moment: {len(in_trials)}")
+    print(f"trial files unparseable at some moment: {len(in_trials)}")
     for line in problems[:20]:
         print(f"  {line}")
-    print(f"total: {time.monotonic() - started:.0f} s; studies and driver logs in {root}")
-    return 0 if not diffs and not problems else 1  # every file counts, the trials' copies too
+    load = os.getloadavg()
+    print(f"total: {time.monotonic() - started:.0f} s; load average at the end {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}; "
+          f"studies and driver logs in {root}")
+    return 0 if not diffs and not problems and not hung and inside == sent == len(signals) else 1
 
 
 if __name__ == "__main__":

@@ -306,8 +306,9 @@ def _config_name(config_yaml: str) -> str:
 
 
 def driver_arguments(study_args: list[str], root: Path) -> list[str]:
-    """The arguments a (re)started container runs the driver with: those given, or, when the study
-    already exists (a Modal retry, a second run), the ones that continue it. Never starts over."""
+    """The arguments a (re)started container runs the driver with: those given, or, when Tune saved the
+    study's state (a Modal retry, a second run), the ones that continue it. Never starts over a study
+    whose trials ran; one stopped before Tune's first state save starts again."""
     args = list(study_args)
     name = _value(args, "--name")
     storage = _value(args, "--storage") or "studies"
@@ -321,8 +322,12 @@ def driver_arguments(study_args: list[str], root: Path) -> list[str]:
     from study.cluster import storage as study_storage
 
     study = study_storage.join(location, name)
-    if study_storage.exists(study_storage.join(study, study_storage.SPEC_FILE)):
+    if study_storage.can_resume(study):  # Tune saved its state: what --resume restores
         return ["--resume", study] + (["--wandb", _value(args, "--wandb")] if "--wandb" in args else [])
+    # A container that died before Tune's first state save left a spec (and perhaps tuner.pkl) that
+    # --resume refuses on every restart; none of its trials ran, so it starts again as given.
+    if study_storage.remove_unstarted(study):
+        print(f"The study in {study} stopped before Tune saved its first state: starting it again", flush=True)
     return args
 
 

@@ -111,9 +111,9 @@ def run_study(
         run_config=tune.RunConfig(
             name=spec.name,
             storage_path=storage.split_location(location)[0],
-            # Trials write run files and step logs on whichever node they run; Tune copies them to
-            # the study directory with every checkpoint (see trainables/reranker.py).
-            sync_config=tune.SyncConfig(sync_artifacts=True),
+            # Trials copy their run files and step logs to the study directory themselves, whole
+            # (trainables/artifacts.py); Tune's copy rewrites them in place, where a reader sees half.
+            sync_config=tune.SyncConfig(sync_artifacts=False),
             checkpoint_config=tune.CheckpointConfig(
                 num_to_keep=spec.checkpoints_to_keep,
                 checkpoint_score_attribute=CHECKPOINT_SCORE,  # the metric; mid-epoch checkpoints rank last

@@ -209,6 +209,8 @@ def test_a_restarted_container_continues_the_study_it_finds(modal_app, monkeypat
         study = tmp_path / "studies" / "thesis-a100"
         study.mkdir(parents=True, exist_ok=True)
         (study / "study_spec.json").write_text("{}")  # what the driver writes first
+        (study / "tuner.pkl").write_bytes(b"")  # then Tune, and its first state save
+        (study / "experiment_state-2026-12-06_00-00-00.json").write_text("{}")
         return types.SimpleNamespace(returncode=0)
 
     monkeypatch.setattr(modal_app.subprocess, "run", driver)
@@ -226,6 +228,28 @@ def test_a_restarted_container_continues_the_study_it_finds(modal_app, monkeypat
     assert modal_app.driver_arguments(search, tmp_path) == [
         "--search", "optuna", "--resume", "--name", "s", "--storage", str(tmp_path / "studies"), "--max-concurrent", "2",
     ]  # fmt: skip
+
+
+def test_a_restart_resumes_only_a_study_whose_tune_state_was_saved(modal_app, tmp_path):
+    """A container that died before Tune's first state save left files that --resume refuses: start again."""
+    args = modal_app.study_arguments(grid="thesis", name="thesis-a100")
+    study = tmp_path / "studies" / "thesis-a100"
+    study.mkdir(parents=True)
+    (study / "study_spec.json").write_text("{}")
+    (study / "manifest.json").write_text("{}")
+    (study / "tuner.pkl").write_bytes(b"")
+    assert modal_app.driver_arguments(args, tmp_path) == args  # not --resume, which would refuse it
+    assert not study.exists()  # so the driver can start it under its name
+
+    study.mkdir()
+    (study / "study_spec.json").write_text("{}")
+    (study / "minilm-adamw-00000").mkdir()  # anything written after Tune started: left alone
+    assert modal_app.driver_arguments(args, tmp_path) == args
+    assert (study / "minilm-adamw-00000").exists() and (study / "study_spec.json").exists()
+
+    (study / "tuner.pkl").write_bytes(b"")
+    (study / "experiment_state-2026-12-06_00-00-00.json").write_text("{}")
+    assert modal_app.driver_arguments(args, tmp_path) == ["--resume", str(study)]
 
 
 def test_modal_nodes_start_with_the_code_the_local_cluster_tests_run(modal_app):

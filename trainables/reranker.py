@@ -7,9 +7,10 @@ Tune restores a retried trial from the latest one). `config["score_metric"]` nam
 value ranks the checkpoints Tune keeps (trainables/trial.py's CHECKPOINT_SCORE).
 
 The trial writes its files (run files, per-query metrics, step log) into Tune's trial working
-directory on whichever node runs it; Tune copies them to the study's storage with every checkpoint
-(`SyncConfig(sync_artifacts=True)`, set in study/orchestrate.py). A trial restored on another node
-first gets its step log back from storage, so the log continues rather than starts over.
+directory on whichever node runs it; at every report, and when the trial ends, the files that
+changed are copied to the study's storage whole (trainables/artifacts.py: Tune's own artifact copy,
+left off in study/orchestrate.py, rewrites them in place). A trial restored on another node first
+gets its step log back from storage, so the log continues rather than starts over.
 
 A diverged trial (NonFiniteLossError) is not trained again: the divergence is deterministic, but
 Ray 2.60's FailureConfig retries every failure alike (no per-exception policy; `fail_fast` would
@@ -25,6 +26,7 @@ import os
 from pathlib import Path
 
 from study.spec import TrialSpec
+from trainables.artifacts import Publisher, write_whole
 from trainables.quiet_logs import quiet_trial_logs
 from trainables.training import NonFiniteLossError
 from trainables.trial import STEP_LOG, run_trial
@@ -39,9 +41,11 @@ def train_reranker(config: dict) -> None:
     spec = TrialSpec.model_validate(config["trial"])
     trial_storage = tune.get_context().get_storage()
     trial_dir = Path(trial_storage.trial_working_directory)
+    files = Publisher(trial_dir, trial_storage.storage_filesystem, trial_storage.trial_fs_path)
 
     def report(metrics: dict, checkpoint_dir: Path | None) -> None:
         _exit_if_asked(metrics)
+        files.publish()  # before the report: a reported epoch's files are in the storage
         checkpoint = tune.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
         tune.report(metrics, checkpoint=checkpoint)
 
@@ -62,6 +66,8 @@ def train_reranker(config: dict) -> None:
     except NonFiniteLossError as err:
         _write_stored(trial_storage, DIVERGED_MARKER, str(err))
         raise
+    finally:
+        files.publish()  # the step log's last lines (and whatever a failing trial wrote)
 
 
 def _stop_if_diverged(trial_storage) -> None:
@@ -82,10 +88,7 @@ def _read_stored(trial_storage, name: str) -> str | None:
 
 
 def _write_stored(trial_storage, name: str, text: str) -> None:
-    filesystem = trial_storage.storage_filesystem
-    filesystem.create_dir(trial_storage.trial_fs_path, recursive=True)
-    with filesystem.open_output_stream(f"{trial_storage.trial_fs_path}/{name}") as out:
-        out.write(text.encode())
+    write_whole(trial_storage.storage_filesystem, f"{trial_storage.trial_fs_path}/{name}", text.encode())
 
 
 # Fault injection for the resume tests. They point this variable at a directory before Ray starts

@@ -93,6 +93,38 @@ def has_tune_state(location: str) -> bool:
     return any(Path(info.path).name.startswith(prefix) for info in found)
 
 
+def can_resume(location: str) -> bool:
+    """Whether the study at `location` holds what --resume restores: tuner.pkl and Tune's saved state."""
+    return exists(join(location, TUNER_FILE)) and has_tune_state(location)
+
+
+def remove_unstarted(location: str) -> bool:
+    """Delete a study stopped before Tune saved its first state, if it holds only what is written before
+    that (its spec, manifest and tuner.pkl): no trial of it ran. Returns whether it was deleted;
+    a directory holding anything else is left alone."""
+    import pyarrow.fs
+
+    from study.tracking.manifest import MANIFEST_FILE
+
+    if can_resume(location):
+        return False
+    before_tune = {SPEC_FILE, TUNER_FILE, MANIFEST_FILE}
+    if not is_uri(location):
+        directory = Path(location)
+        if not directory.is_dir() or any(p.name not in before_tune for p in directory.iterdir()):
+            return False
+        for path in directory.iterdir():
+            path.unlink()
+        directory.rmdir()
+        return True
+    filesystem, path = _filesystem(location)
+    found = filesystem.get_file_info(pyarrow.fs.FileSelector(path, allow_not_found=True))
+    if not found or any(Path(info.path).name not in before_tune for info in found):
+        return False
+    filesystem.delete_dir(path)
+    return True
+
+
 def mirror_study(location: str, local_dir: Path) -> Path:
     """Copy a study's files except checkpoints from `location` (a URI) into `local_dir`."""
     import pyarrow.fs
@@ -123,7 +155,7 @@ def check_location(storage: str, name: str, *, resume: bool) -> None:
     else:
         _check_local_dir(Path(storage).expanduser())
     if resume:
-        if not (exists(join(location, TUNER_FILE)) and has_tune_state(location)):
+        if not can_resume(location):
             raise ValueError(
                 f"{location} holds a study spec but no Tune state ({TUNER_FILE} and {EXPERIMENT_STATE}): the "
                 "study stopped before Tune saved its first state, so there is nothing to resume. Start it again "

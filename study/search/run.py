@@ -270,9 +270,9 @@ def _fit_pair(
             run_config=tune.RunConfig(
                 name=pair.name,
                 storage_path=str(directory),
-                # Trials write run files and step logs in their working directories; Tune copies
-                # them to the study directory with every checkpoint (trainables/reranker.py).
-                sync_config=tune.SyncConfig(sync_artifacts=True),
+                # Trials copy their run files and step logs to the study directory themselves,
+                # whole (trainables/artifacts.py); Tune's copy rewrites them in place.
+                sync_config=tune.SyncConfig(sync_artifacts=False),
                 checkpoint_config=tune.CheckpointConfig(
                     num_to_keep=spec.checkpoints_to_keep,
                     checkpoint_score_attribute=CHECKPOINT_SCORE,  # the metric; mid-epoch checkpoints rank last
