@@ -36,7 +36,7 @@ def readme_commands(text: str) -> list[str]:
             line = line.split("  #", 1)[0].strip()
             start = line.find("python -m ")
             if start == 0 or (start > 0 and line[:start].rstrip().endswith(" --")):
-                commands.append(line[start:])
+                commands.append(re.split(r"\s[|>]\s", line[start:])[0])  # what a pipe or redirect does is the shell's
     return commands
 
 
