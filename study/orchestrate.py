@@ -63,8 +63,9 @@ def run_study(
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
-    from study.tracking.progress import StudyProgress
     from study.cluster.connect import check_trial_resources, connect
+    from study.cluster.tune_sync import StudyFilesOutOfTuneSync
+    from study.tracking.progress import StudyProgress
     from trainables.reranker import train_reranker, trial_resources
     from trainables.trial import CHECKPOINT_SCORE
 
@@ -93,7 +94,12 @@ def run_study(
 
     metric = primary_metric_key(spec)
     # Tune's file loggers first, so results reach disk before any tracking callback sees them.
-    callbacks = [JsonLoggerCallback(), CSVLoggerCallback(), StudyProgress(len(spec.trials), metric, PRIMARY_MODE)]
+    callbacks = [
+        JsonLoggerCallback(),
+        CSVLoggerCallback(),
+        StudyProgress(len(spec.trials), metric, PRIMARY_MODE),
+        StudyFilesOutOfTuneSync(),  # kept with the Tuner, so a resume has it too
+    ]
     if wandb != "off":  # study.tracking.wandb_logger imports wandb itself, which takes seconds
         from study.tracking.wandb_logger import wandb_callbacks
 

@@ -313,6 +313,7 @@ def test_a_killed_driver_resumes_without_rerunning_finished_trials(two_nodes, tm
     (lion_dir,) = study.glob("minilm-lion-*")
     adamw_files = {name: (adamw_dir / name).read_bytes() for name in ("result.json", STEP_LOG)}
     assert _reported_epochs(lion_dir)[-1] < 3
+    spec_written = (study / "study_spec.json").stat().st_mtime_ns
 
     resumed = subprocess.run(
         [sys.executable, "-m", "study.run", "--resume", str(study), "--address", two_nodes.head.address],
@@ -332,6 +333,9 @@ def test_a_killed_driver_resumes_without_rerunning_finished_trials(two_nodes, tm
         ("minilm-lion", "finished", 4),
     ]
     assert not list(study.rglob("*.tmp"))  # every result file was written whole
+    # Tune downloads the study's top-level files on a resume and uploads them back in place at every
+    # state save, where a reader can catch them half-written; they stay out of its uploads.
+    assert (study / "study_spec.json").stat().st_mtime_ns == spec_written
 
 
 def _interval(trial_dir: Path) -> tuple[float, float]:
