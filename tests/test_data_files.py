@@ -19,7 +19,7 @@ from study.data.formats import (
     read_judgments,
     read_queries,
 )
-from study.data.local import collection_eval_set, collection_training_pairs
+from study.data.local import collection_eval_set, collection_training_pairs, in_split
 from study.data.registry import load_eval_set, load_training_pairs
 from study.data.subsets import fixed_subset, query_fraction
 from study.spec import CollectionSpec, EvalSetSpec, TrainDataSpec
@@ -256,6 +256,26 @@ def test_splits_are_disjoint_and_stable(tmp_path):
     test = collection_eval_set("t", CollectionSpec.model_validate(base | {"split": "test"}))
     assert set(test.qrels) == {"q1", "q2", "q3", "q4"} - train
     assert fixed_subset(["a", "b", "c", "d"], 2) == fixed_subset(["d", "c", "b", "a"], 2)
+
+
+def test_validation_split_is_carved_from_the_training_part(tmp_path):
+    base = _tiny_collection(tmp_path).model_dump() | {"test_fraction": 0.5, "validation_fraction": 0.4}
+    qids = ("q1", "q2", "q3", "q4")
+    parts = {}
+    for split in ("train", "validation", "test"):
+        keep = in_split(CollectionSpec.model_validate(base | {"split": split}))
+        parts[split] = {q for q in qids if keep(q)}
+    assert parts["validation"] == {q for q in qids if 0.5 <= query_fraction(q) < 0.9}
+    assert parts == {"train": {"q2"}, "validation": {"q1", "q4"}, "test": {"q3"}}  # hash fractions .95 .88 .60 .47
+    assert parts["train"] | parts["validation"] | parts["test"] == set(qids)
+    assert sum(map(len, parts.values())) == len(qids)  # disjoint
+    # without a validation share, train is the whole complement of test (the split as before)
+    keep = in_split(CollectionSpec.model_validate(base | {"split": "train", "validation_fraction": 0.0}))
+    assert {q for q in qids if keep(q)} == {"q1", "q2", "q4"}
+    with pytest.raises(ValueError, match="validation_fraction > 0"):
+        CollectionSpec.model_validate(base | {"split": "validation", "validation_fraction": 0.0})
+    with pytest.raises(ValueError, match="must leave training queries"):
+        CollectionSpec.model_validate(base | {"test_fraction": 0.5, "validation_fraction": 0.5})
 
 
 def test_bm25_engines_agree(tmp_path):
