@@ -355,3 +355,26 @@ def test_undecodable_bytes_name_file_line_and_column(tmp_path):
     path.write_bytes(b"q1\tfine\nq2\tcaf\xe9\n")
     with pytest.raises(FormatError, match=r"queries.tsv:2: not valid UTF-8 \(byte 0xe9 at column 7\)"):
         read_queries(path)
+
+
+def test_cranfield_example_trains_chooses_and_tests_on_disjoint_queries():
+    """examples/local-collection.yaml (the README's Cranfield example; no data needed to read it):
+    training, validation and test queries come from one partition, the best epoch is chosen on
+    validation (the first set), and no held-out share swallows its ~1k training pairs."""
+    from study.grids import load_study_file
+
+    spec = load_study_file(Path(__file__).resolve().parents[1] / "examples" / "local-collection.yaml")
+    assert {t.optimizer.name for t in spec.trials} == {"adamw", "lion"}
+    for trial in spec.trials:
+        train = trial.training.data.collection
+        validation, test = (e.files for e in trial.evaluation)
+        assert (train.split, validation.split, test.split) == ("train", "validation", "test")
+        fractions = {(c.test_fraction, c.validation_fraction) for c in (train, validation, test)}
+        assert len(fractions) == 1 and train.validation_fraction > 0
+        qids = [str(i) for i in range(300)]
+        parts = [{q for q in qids if in_split(c)(q)} for c in (train, validation, test)]
+        assert all(parts) and sum(map(len, parts)) == len(qids) == len(set().union(*parts))
+        assert trial.training.heldout_pairs == 0 and trial.training.data.max_pairs is None
+        assert trial.schedule.name == "linear"
+    lr = {t.optimizer.name: t.optimizer.lr for t in spec.trials}
+    assert 3 <= lr["adamw"] / lr["lion"] <= 10  # the Lion paper's ratio
