@@ -89,7 +89,9 @@ class CollectionSpec(_Spec):
 
     Candidates come from `candidates` (a TREC run or MS MARCO top1000 TSV) or, without it, from BM25
     over `corpus`. `split` keeps a deterministic part of the queries (by a hash of the query id), so
-    one collection can train on some queries and evaluate on the others.
+    one collection can train on some queries and evaluate on the others: hash fractions below
+    `test_fraction` are test queries, the next `validation_fraction` validation queries (settings are
+    chosen on them, not on test), the rest training queries.
     """
 
     queries: str | None = None
@@ -104,8 +106,11 @@ class CollectionSpec(_Spec):
         "Default: the named set's (2 for trec-dl-2019), else 1",
     )
     first_stage: BM25Spec = BM25Spec()
-    split: Literal["all", "train", "test"] = "all"
+    split: Literal["all", "train", "validation", "test"] = "all"
     test_fraction: float = Field(0.5, gt=0, lt=1)
+    validation_fraction: float = Field(
+        0.0, ge=0, lt=1, description="queries taken from the training part for `split: validation`"
+    )
 
     _paths = field_validator("queries", "qrels", "corpus", "candidates")(_absolute)
 
@@ -113,6 +118,17 @@ class CollectionSpec(_Spec):
     def _has_texts(self) -> CollectionSpec:
         if self.candidates is None and self.corpus is None:
             raise ValueError("a collection needs a corpus (for BM25 candidates) or a candidates file")
+        return self
+
+    @model_validator(mode="after")
+    def _splits_fit(self) -> CollectionSpec:
+        if self.test_fraction + self.validation_fraction >= 1:
+            raise ValueError(
+                f"test_fraction + validation_fraction must leave training queries, but they sum to "
+                f"{self.test_fraction + self.validation_fraction}"
+            )
+        if self.split == "validation" and self.validation_fraction == 0:
+            raise ValueError("split: validation needs validation_fraction > 0 (the share of queries it takes)")
         return self
 
 

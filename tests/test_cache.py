@@ -87,3 +87,22 @@ def test_training_pairs_are_sampled_and_tokenized_once_per_data_seed_and_tokeniz
     monkeypatch.setattr(registry, "load_training_pairs", must_not_sample)
     (_, _), (held_again, _) = cached_training_tokens(data, tokenizer, **kwargs, heldout_pairs=4)
     np.testing.assert_array_equal(held_again.input_ids, held.input_ids)
+
+
+def test_holding_out_most_training_pairs_is_warned(tmp_path, caplog):
+    """The default 1000 held-out pairs swallow a small collection's pairs (Cranfield's example once
+    trained on one query): the log says how many are left to train on."""
+    from study.data.training_cache import cached_training_tokens
+    from study.spec import TrainDataSpec
+
+    tokenizer, _ = load_cross_encoder(ModelSpec(name="m", checkpoint="standin:bert-tiny"))
+    triples = tmp_path / "triples.train.small.tsv"
+    triples.write_text(TRIPLES, encoding="utf-8")
+    data = TrainDataSpec(source="msmarco-passage-train", file=str(triples), max_pairs=20)
+    kwargs = {"seed": 3, "max_length": 32, "with_token_type_ids": True, "directory": tmp_path / "cache"}
+    with caplog.at_level("WARNING", logger="study.data.training_cache"):
+        cached_training_tokens(data, tokenizer, **kwargs, heldout_pairs=4)
+        assert "heldout_pairs" not in caplog.text
+        (train, _), (held, _) = cached_training_tokens(data, tokenizer, **kwargs, heldout_pairs=1000)
+    assert len(held) > len(train) >= 1
+    assert f"leaving {len(train)} to train on" in caplog.text

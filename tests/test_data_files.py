@@ -19,7 +19,7 @@ from study.data.formats import (
     read_judgments,
     read_queries,
 )
-from study.data.local import collection_eval_set, collection_training_pairs
+from study.data.local import collection_eval_set, collection_training_pairs, in_split
 from study.data.registry import load_eval_set, load_training_pairs
 from study.data.subsets import fixed_subset, query_fraction
 from study.spec import CollectionSpec, EvalSetSpec, TrainDataSpec
@@ -258,6 +258,26 @@ def test_splits_are_disjoint_and_stable(tmp_path):
     assert fixed_subset(["a", "b", "c", "d"], 2) == fixed_subset(["d", "c", "b", "a"], 2)
 
 
+def test_validation_split_is_carved_from_the_training_part(tmp_path):
+    base = _tiny_collection(tmp_path).model_dump() | {"test_fraction": 0.5, "validation_fraction": 0.4}
+    qids = ("q1", "q2", "q3", "q4")
+    parts = {}
+    for split in ("train", "validation", "test"):
+        keep = in_split(CollectionSpec.model_validate(base | {"split": split}))
+        parts[split] = {q for q in qids if keep(q)}
+    assert parts["validation"] == {q for q in qids if 0.5 <= query_fraction(q) < 0.9}
+    assert parts == {"train": {"q2"}, "validation": {"q1", "q4"}, "test": {"q3"}}  # hash fractions .95 .88 .60 .47
+    assert parts["train"] | parts["validation"] | parts["test"] == set(qids)
+    assert sum(map(len, parts.values())) == len(qids)  # disjoint
+    # without a validation share, train is the whole complement of test (the split as before)
+    keep = in_split(CollectionSpec.model_validate(base | {"split": "train", "validation_fraction": 0.0}))
+    assert {q for q in qids if keep(q)} == {"q1", "q2", "q4"}
+    with pytest.raises(ValueError, match="validation_fraction > 0"):
+        CollectionSpec.model_validate(base | {"split": "validation", "validation_fraction": 0.0})
+    with pytest.raises(ValueError, match="must leave training queries"):
+        CollectionSpec.model_validate(base | {"test_fraction": 0.5, "validation_fraction": 0.5})
+
+
 def test_bm25_engines_agree(tmp_path):
     java = os.environ.get("JAVA_HOME", "/usr/lib/jvm/temurin-25-jdk-amd64")
     pytest.importorskip("pyserini", reason="the pyserini extra is not installed")
@@ -335,3 +355,26 @@ def test_undecodable_bytes_name_file_line_and_column(tmp_path):
     path.write_bytes(b"q1\tfine\nq2\tcaf\xe9\n")
     with pytest.raises(FormatError, match=r"queries.tsv:2: not valid UTF-8 \(byte 0xe9 at column 7\)"):
         read_queries(path)
+
+
+def test_cranfield_example_trains_chooses_and_tests_on_disjoint_queries():
+    """examples/local-collection.yaml (the README's Cranfield example; no data needed to read it):
+    training, validation and test queries come from one partition, the best epoch is chosen on
+    validation (the first set), and no held-out share swallows its ~1k training pairs."""
+    from study.grids import load_study_file
+
+    spec = load_study_file(Path(__file__).resolve().parents[1] / "examples" / "local-collection.yaml")
+    assert {t.optimizer.name for t in spec.trials} == {"adamw", "lion"}
+    for trial in spec.trials:
+        train = trial.training.data.collection
+        validation, test = (e.files for e in trial.evaluation)
+        assert (train.split, validation.split, test.split) == ("train", "validation", "test")
+        fractions = {(c.test_fraction, c.validation_fraction) for c in (train, validation, test)}
+        assert len(fractions) == 1 and train.validation_fraction > 0
+        qids = [str(i) for i in range(300)]
+        parts = [{q for q in qids if in_split(c)(q)} for c in (train, validation, test)]
+        assert all(parts) and sum(map(len, parts)) == len(qids) == len(set().union(*parts))
+        assert trial.training.heldout_pairs == 0 and trial.training.data.max_pairs is None
+        assert trial.schedule.name == "linear"
+    lr = {t.optimizer.name: t.optimizer.lr for t in spec.trials}
+    assert 3 <= lr["adamw"] / lr["lion"] <= 10  # the Lion paper's ratio

@@ -26,11 +26,16 @@ log = logging.getLogger(__name__)
 
 
 def in_split(spec: CollectionSpec) -> Callable[[str], bool]:
+    """Whether a query id is in the spec's split: [0, test) test, [test, test + validation) validation,
+    the rest training (the same three parts whichever split a spec names)."""
+    test, validation = spec.test_fraction, spec.test_fraction + spec.validation_fraction
     if spec.split == "all":
         return lambda qid: True
     if spec.split == "test":
-        return lambda qid: query_fraction(qid) < spec.test_fraction
-    return lambda qid: query_fraction(qid) >= spec.test_fraction
+        return lambda qid: query_fraction(qid) < test
+    if spec.split == "validation":
+        return lambda qid: test <= query_fraction(qid) < validation
+    return lambda qid: query_fraction(qid) >= validation
 
 
 def collection_eval_set(name: str, spec: CollectionSpec, *, description: str = "") -> EvalSet:

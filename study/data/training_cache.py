@@ -66,6 +66,11 @@ def cached_training_tokens(
     if pairs is None:
         pairs = registry.load_training_pairs(data, seed=seed)
     train, held = split_heldout(pairs, heldout_pairs)
+    if len(held) >= len(train):  # e.g. the default 1000 held out of a small collection's pairs
+        log.warning(
+            "training.heldout_pairs holds out %d of %d training pairs for the evaluation loss, leaving %d to "
+            "train on; lower it (0: none) for a small training set", len(held), len(pairs), len(train),
+        )
     entries = [_tokenize(tokenizer, part, max_length, with_token_type_ids) if part else None for part in (train, held)]
     if entries[1] is not None:
         save_tokens(held_path, entries[1][0], labels=entries[1][1])
