@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from typing import ClassVar
 
 import pytest
 import torch
@@ -10,7 +11,6 @@ import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
 import trainables.packed
-
 from study.spec import ModelSpec
 from trainables.first_token import compute_first_token_only
 from trainables.models import load_cross_encoder
@@ -157,7 +157,7 @@ def test_on_the_cpu_attention_runs_per_sequence_without_padding(case, monkeypatc
 class _HostSyncs(TorchFunctionMode):
     """Counts the tensor calls that wait for the device on CUDA (a value back on the host)."""
 
-    SYNCING = {
+    SYNCING: ClassVar[set] = {
         torch.Tensor.__bool__, torch.Tensor.item, torch.Tensor.tolist, torch.Tensor.cpu, torch.Tensor.numpy,
         torch.Tensor.__int__, torch.Tensor.__float__, torch.Tensor.nonzero, torch.nonzero, torch.Tensor.__index__,
         torch.masked_select, torch.Tensor.masked_select, torch.unique, torch.Tensor.unique,
@@ -188,7 +188,7 @@ def test_the_packed_forward_syncs_with_the_host_once(attention, monkeypatch):
     with _HostSyncs() as syncs:
         assert packing_of(batch["attention_mask"]) is not None
     assert syncs.calls == ["tolist"]
-    for family, extra in (("bert", {}), ("modernbert", dict(local_attention=6))):
+    for family, extra in (("bert", {}), ("modernbert", {"local_attention": 6})):
         model = _model(family, **extra).eval()
         set_padding_free(model)
         with torch.no_grad(), _HostSyncs() as syncs:

@@ -4,11 +4,13 @@ A padded batch of B pairs and width L holds B x L positions; with random trainin
 a sixth of them are padding, and the padded model computes embeddings, projections and the
 feed-forward block for them too, then throws the results away. Here those layers run on the
 packed real tokens (T rows instead of B x L): most of an encoder's FLOPs. Only attention needs the
-sequences apart: keys and values are scattered back into a (B, L) grid and attended with the
-padding masked out, the same masked product the padded model computes (attention is a few per
-cent of the FLOPs at these lengths, so its padding costs little). PyTorch's jagged (nested)
-tensors would avoid even that, but their SDPA on the CPU unbinds the batch into one small kernel
-per sequence, and grouping sequences by length does the same; the re-padded attention is one call.
+sequences apart. On the CPU each sequence is attended by its own SDPA call on its packed rows:
+no padded scores (their share is the quadratic one: with random batches a third of the grid's
+scores can be padding), no mask, and no scattering of queries, keys and values into a grid; the
+per-call overhead is small next to a sequence's attention. PyTorch's jagged (nested) tensors give
+the same result but ran several times slower on this CPU (benchmarks/padding_free.py measures the
+three ways). On a GPU keys and values are scattered back into a (B, L) grid and attended with the
+padding masked out, the padded model's masked product in one kernel per layer.
 
 Every operation is the padded model's on fewer rows, so logits and gradients equal the padded
 computation's to float rounding (tests/test_packed.py, with dropout off: dropout draws masks for
@@ -110,12 +112,14 @@ def _attend(
     head_size: int,
     first_only: bool = False,
     window: int | None = None,
+    per_sequence: bool | None = None,
     **sdpa,
 ) -> torch.Tensor:
     """Attention within each sequence: packed queries `q` (T, H), or with `first_only` each sequence's
     first token (B, H), over packed keys and values (T, H); the result has `q`'s rows. `window`: keys
-    farther than that many positions from the query are masked (ModernBERT's sliding window)."""
-    if per_sequence_attention(q.device):
+    farther than that many positions from the query are masked (ModernBERT's sliding window).
+    `per_sequence`: which way (default: `per_sequence_attention` of the device)."""
+    if per_sequence_attention(q.device) if per_sequence is None else per_sequence:
         return _attend_per_sequence(packing, q, k, v, head_size=head_size, first_only=first_only, window=window, **sdpa)
 
     def heads(x: torch.Tensor) -> torch.Tensor:
