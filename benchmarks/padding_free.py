@@ -260,7 +260,8 @@ def _jagged_attention(packing, q, k, v, *, head_size: int) -> torch.Tensor:
     offsets = torch.tensor((0, *packing.lengths)).cumsum(0)
 
     def nested(x: torch.Tensor) -> torch.Tensor:  # (T, H) -> (B, heads, j, head_size)
-        return torch.nested.nested_tensor_from_jagged(x.view(x.shape[0], -1, head_size), offsets).transpose(1, 2)
+        rows = x.contiguous().view(x.shape[0], -1, head_size)  # the jagged SDPA wants contiguous inputs
+        return torch.nested.nested_tensor_from_jagged(rows, offsets).transpose(1, 2)
 
     out = torch.nn.functional.scaled_dot_product_attention(nested(q), nested(k), nested(v))
     return out.transpose(1, 2).values().reshape(q.shape)
