@@ -3,6 +3,7 @@
     python -m benchmarks.padding_free                    # demo data; about 10 minutes on 2 CPU cores
     python -m benchmarks.padding_free --collection ../shared/datasets/cranfield   # + a BEIR-style collection
     python -m benchmarks.padding_free --quick            # tiny stand-ins, 2 steps: checks the script (~20 s)
+    python -m benchmarks.padding_free --attention-only   # only the attention ways (a few minutes)
 
 Padding: for each data source (the built-in demo training pairs; with `--collection DIR`, the
 training pairs a study builds from that collection: judged positives and as many BM25 negatives,
@@ -19,6 +20,12 @@ weights and a fresh optimizer: {random, bucketed} x {padded, padding-free}, in a
 rotates per round, one torch thread (a demo trial's CPU share). Ratios are medians of the rounds'
 paired ratios (the runs of one round are close in time, so other load cancels best), by wall clock
 and per CPU-second. Check: in eval mode the padding-free logits equal the padded ones (max |diff|).
+
+Attention: per model shape (heads x head size), one attention layer's forward and backward on the
+packed rows of the same random batches, three ways: over the re-padded (B, L) grid with the padding
+masked (a GPU's way in trainables/packed.py), one SDPA call per sequence without a mask (the CPU's),
+and PyTorch's jagged nested tensors; CPU-milliseconds per batch, medians over the rounds, and each
+way's max |difference| from the grid's output.
 """
 
 from __future__ import annotations
@@ -50,7 +57,7 @@ from trainables.models import (
     stand_in_tokenizer_path,
 )
 from trainables.optimizers import build_optimizer
-from trainables.packed import set_padding_free
+from trainables.packed import _attend, packing_of, set_padding_free
 from trainables.schedules import build_scheduler
 from trainables.training import epoch_batches, train_one_epoch
 
@@ -76,6 +83,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=thesis.TRAINING["batch_size"])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--quick", action="store_true", help="tiny stand-in models, 1 round of 2 steps")
+    parser.add_argument("--attention-only", action="store_true", help="only the attention table (a few minutes)")
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.steps, args.warmup = 1, 2, 1
@@ -247,6 +255,69 @@ def speed_table(args: argparse.Namespace) -> list[dict]:
     return rows
 
 
+def _jagged_attention(packing, q, k, v, *, head_size: int) -> torch.Tensor:
+    """Attention within each sequence through nested (jagged) tensors: packed (T, H) in and out."""
+    offsets = torch.tensor((0, *packing.lengths)).cumsum(0)
+
+    def nested(x: torch.Tensor) -> torch.Tensor:  # (T, H) -> (B, heads, j, head_size)
+        rows = x.contiguous().view(x.shape[0], -1, head_size)  # the jagged SDPA wants contiguous inputs
+        return torch.nested.nested_tensor_from_jagged(rows, offsets).transpose(1, 2)
+
+    out = torch.nn.functional.scaled_dot_product_attention(nested(q), nested(k), nested(v))
+    return out.transpose(1, 2).values().reshape(q.shape)
+
+
+def attention_table(args: argparse.Namespace) -> list[dict]:
+    """CPU-ms per attention layer (forward + backward) on the demo's random batches, three ways."""
+    pairs = registry.load_training_pairs(TrainDataSpec(source="builtin", size="demo"), seed=SEED)
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(stand_in_tokenizer_path())  # MiniLM's WordPiece
+    tokens = tokenize_pairs(
+        tokenizer, [p.query for p in pairs], [p.passage for p in pairs], max_length=512, with_token_type_ids=False
+    )  # fmt: skip
+    batches = epoch_batches(tokens.lengths, args.batch_size, batching="random", seed=SEED, epoch=1)[: args.steps]
+    packings = [p for p in (packing_of(tokens.batch(b)["attention_mask"]) for b in batches) if p is not None]
+    ways = {
+        "grid + mask": lambda p, q, k, v, d: _attend(p, q, k, v, head_size=d, per_sequence=False),
+        "per sequence": lambda p, q, k, v, d: _attend(p, q, k, v, head_size=d, per_sequence=True),
+        "jagged": lambda p, q, k, v, d: _jagged_attention(p, q, k, v, head_size=d),
+    }
+    shapes = [("minilm-l6", 12, 32), ("modernbert-h384-l6", 6, 64)] if not args.quick else [("tiny", 2, 16)]
+    generator = torch.Generator().manual_seed(SEED)
+    rows = []
+    for name, heads, head_size in shapes:
+        qkv = [torch.randn(p.index.numel(), 3, heads * head_size, generator=generator) for p in packings]
+        times: dict[str, list[float]] = {way: [] for way in ways}
+        differences = dict.fromkeys(ways, 0.0)
+        for r in range(args.rounds):
+            for way in list(ways)[r % 3 :] + list(ways)[: r % 3]:
+                cpu = time.process_time()
+                for packing, x in zip([p for p in packings], qkv):
+                    x = x.clone().requires_grad_()
+                    out = ways[way](packing, *x.unbind(1), head_size)
+                    out.square().sum().backward()
+                    if r == 0:
+                        grid = ways["grid + mask"](packing, *x.detach().unbind(1), head_size)
+                        differences[way] = max(differences[way], float((out.detach() - grid).abs().max()))
+                times[way].append((time.process_time() - cpu) / len(qkv))
+        for way in ways:
+            rows.append({
+                "shape": f"{name} ({heads} heads x {head_size})", "way": way, "ms": 1000 * statistics.median(times[way]),
+                "vs_grid": statistics.median(g / t for g, t in zip(times["grid + mask"], times[way])),
+                "max_difference": differences[way],
+            })  # fmt: skip
+    return rows
+
+
+def print_attention(rows: list[dict], batches: int) -> None:
+    print(f"\nAttention alone, forward + backward, per layer ({batches} random demo batches, grid's speed / way's)")
+    row = "{:36}{:14}{:>12}{:>10}{:>12}"
+    print(row.format("shape", "way", "CPU-ms", "speed", "max |diff|"))
+    for a in rows:
+        print(row.format(a["shape"], a["way"], f"{a['ms']:.1f}", f"{a['vs_grid']:.2f}x", f"{a['max_difference']:.1e}"))
+
+
 def print_report(padding: list[dict], speed: list[dict]) -> bool:
     print("\nPadding share of computed positions (3 epochs of batches, seed 12)")
     row = "{:12}{:28}{:>8}{:>11}{:>7}{:>8}{:>11}{:>9}{:>10}"
@@ -280,9 +351,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} thread(s), load average {os.getloadavg()[0]:.1f}", flush=True)
-    padding = padding_table(args)
-    speed = speed_table(args)
-    ok = print_report(padding, speed)
+    ok = True
+    if not args.attention_only:
+        ok = print_report(padding_table(args), speed_table(args))
+    attention = attention_table(args)
+    print_attention(attention, args.steps)
+    ok &= all(a["max_difference"] <= AGREE_ATOL for a in attention)  # every way attends within each sequence
     print(f"load average at the end {os.getloadavg()[0]:.1f}")
     return 0 if ok else 1
 

@@ -63,6 +63,16 @@ def test_padding_free_quick_run_reports_padding_and_equal_outputs(tmp_path):
     assert shares["tinycoll"]["random"] > 0, out  # the collection's pairs were built and measured
     assert out.count("random padding-free vs bucketed padded") == 2, out
     assert "bert-tiny: padded vs padding-free logits max |diff|" in out and out.count(": agree") == 2, out
+    # Attention alone, three ways; the exit status already says their outputs agree with the grid's.
+    ways = [line[36:50].strip() for line in out.splitlines() if line.startswith("tiny (2 heads x 16)")]
+    assert ways == ["grid + mask", "per sequence", "jagged"], out
+
+
+def test_padding_free_attention_only_compares_the_three_ways():
+    out = _run("benchmarks.padding_free", "--quick", "--attention-only")  # exits 1 if a way's output differs
+    ways = [line[36:50].strip() for line in out.splitlines() if line.startswith("tiny (2 heads x 16)")]
+    assert ways == ["grid + mask", "per sequence", "jagged"], out
+    assert "Padding share" not in out and "Training speed" not in out, out
 
 
 def test_optimizer_step_quick_run_checks_every_implementation(tmp_path):
