@@ -91,14 +91,17 @@ def test_every_table_and_the_progress_line_show_the_first_stage(smoke_trial):
 
 
 def test_the_report_tests_each_trained_model_against_the_first_stage(smoke_trial):
-    from study.reporting.first_stage import compare_with_first_stage
+    from study.reporting.first_stage import compare_with_first_stage, first_stage_metrics
     from study.reporting.report import write_report
 
     spec, study_dir, _, reported = smoke_trial
     study = load_study(study_dir)
-    metrics = list(THESIS_TABLES["Table 5.1"].metrics)
+    metrics = first_stage_metrics(study)
+    # each set's own table metrics, from the spec (the smoke grid's are Table 5.1's, rel >= 1)
+    assert metrics == [(e.name, m) for e in spec.evaluation for m in e.table_metrics]
+    assert sorted(metrics) == sorted((study.eval_set(role), m) for role, m in THESIS_TABLES["Table 5.1"].metrics)
     comparisons = compare_with_first_stage(study, metrics, n_resamples=200)
-    assert len(comparisons) == len(metrics)  # one trial, trained one epoch, every metric of Table 5.1
+    assert len(comparisons) == len(metrics)  # one trial, trained one epoch, every table metric
     for c in comparisons:
         assert c.epoch == 1
         assert c.first_stage == pytest.approx(reported[0][f"first_stage/{c.eval_set}/{c.metric}"])
@@ -112,3 +115,44 @@ def test_the_report_tests_each_trained_model_against_the_first_stage(smoke_trial
     assert f"{spec.name} (epoch 1): " in text
     assert (paths.directory / "tables" / "vs_first_stage.csv").read_text().count("\n") == 1 + len(metrics)
     assert f"| {results.FIRST_STAGE_LABEL} |" in text  # the baseline row of the report's tables
+
+
+def test_a_study_on_its_own_collection_is_tested_on_each_sets_own_metrics(tmp_path):
+    # A --config study evaluating a validation set and then a test set, each with its own table
+    # metrics: the first-stage tests follow them (the thesis's roles would put Table 5.1's
+    # measures on the validation set and only MRR@10 on the test set).
+    from study.reporting.first_stage import (
+        compare_with_first_stage,
+        first_stage_metrics,
+        summary_lines,
+    )
+
+    evaluation = [
+        {"name": "my-validation", "table_metrics": ["nDCG@10"]},
+        {"name": "my-test", "table_metrics": ["nDCG@10", "P(rel=2)@10"]},
+    ]
+    trial = {
+        "model": {"name": "minilm", "checkpoint": "standin:bert-tiny"},
+        "optimizer": {"name": "adamw"},
+        "training": {"epochs": 1, "seed": 12},
+        "evaluation": evaluation,
+    }
+    study_dir = tmp_path / "own"
+    trial_dir = study_dir / "minilm-adamw-00000"
+    (trial_dir / "per_query").mkdir(parents=True)
+    (study_dir / "study_spec.json").write_text(json.dumps({"name": "own", "scale": "demo", "trials": [trial]}))
+    (trial_dir / "params.json").write_text(json.dumps({"trial": trial}))
+    (trial_dir / "result.json").write_text("\n".join(json.dumps({"epoch": e}) for e in (0, 1)) + "\n")
+    queries = [f"q{i}" for i in range(8)]
+    for eval_set in ("my-validation", "my-test"):
+        for stem, base in (("first_stage", 0.5), ("epoch1", 0.3)):
+            values = {m: {q: base + 0.01 * i for i, q in enumerate(queries)} for m in ("nDCG@10", "P(rel=2)@10", "AP")}
+            (trial_dir / "per_query" / f"{eval_set}.{stem}.json").write_text(json.dumps(values))
+
+    study = load_study(study_dir)
+    assert first_stage_metrics(study) == [("my-validation", "nDCG@10"), ("my-test", "nDCG@10"), ("my-test", "P(rel=2)@10")]
+    comparisons = compare_with_first_stage(study, first_stage_metrics(study), n_resamples=200)
+    assert [(c.eval_set, c.metric) for c in comparisons] == first_stage_metrics(study)
+    assert all(c.reranker - c.first_stage == pytest.approx(-0.2) for c in comparisons)
+    [line] = summary_lines(comparisons)  # nDCG@10 is on both sets: each is named
+    assert "nDCG@10 on my-validation (-0.2000), nDCG@10 on my-test (-0.2000)" in line

@@ -2,8 +2,9 @@
 
 Each trial's model after its last epoch is paired over queries with the first stage on the same
 candidates (`<trial>/per_query/<set>.first_stage.json`, written beside epoch 0), with the same two
-tests as the Lion vs AdamW section. The family for Holm's correction is one trial: every metric
-reported on every set.
+tests as the Lion vs AdamW section, on each evaluation set's own table metrics (a study on one's own
+collection names its own; the thesis grid's are Table 5.1's). The family for Holm's correction is
+one trial: every metric reported on every set.
 """
 
 from __future__ import annotations
@@ -39,18 +40,28 @@ class VsFirstStage(PairedTest):
         return self.reranker - self.first_stage
 
 
+def first_stage_metrics(study: StudyData) -> list[tuple[str, str]]:
+    """(evaluation set, metric) pairs to test: each set's table metrics from the spec, in its order;
+    Table 5.1's where the spec names none."""
+    if study.table_metrics:
+        return [(eval_set, metric) for eval_set in study.eval_sets for metric in study.table_metrics.get(eval_set, ())]
+    from study.reporting.thesis_numbers import THESIS_TABLES
+
+    return [(study.eval_set(role), metric) for role, metric in THESIS_TABLES["Table 5.1"].metrics]
+
+
 def compare_with_first_stage(
     study: StudyData, metrics: list[tuple[str, str]], *, n_resamples: int = 10_000
 ) -> list[VsFirstStage]:
-    """Every trained trial against the first stage, at its last epoch, Holm-adjusted per trial."""
+    """Every trained trial against the first stage on the given (evaluation set, metric) pairs, at
+    its last epoch, Holm-adjusted per trial."""
     comparisons: list[VsFirstStage] = []
     for trial in study.trials:
         trained = [row["epoch"] for row in trial.rows if row["epoch"] > 0]
         if not trained:
             continue
         epoch, family = max(trained), []
-        for role, metric in metrics:
-            eval_set = study.eval_set(role)
+        for eval_set, metric in metrics:
             baseline = _per_query(trial.trial_dir, f"{eval_set}.{FIRST_STAGE}", metric)
             model = _per_query(trial.trial_dir, f"{eval_set}.epoch{epoch}", metric)
             queries = sorted(set(baseline or {}) & set(model or {}))
@@ -82,8 +93,11 @@ def summary_lines(comparisons: list[VsFirstStage]) -> list[str]:
         mine = [c for c in comparisons if c.trial == trial]
         above = [c for c in mine if c.verdict == "significant" and c.difference > 0]
         below = [c for c in mine if c.verdict == "significant" and c.difference < 0]
+        with_set = len({c.metric for c in mine}) < len(mine)  # a metric on several sets: name the set
         parts = [
-            f"{word} the first stage on {_metrics(group)}" for word, group in (("above", above), ("below", below)) if group
+            f"{word} the first stage on {_metrics(group, with_set)}"
+            for word, group in (("above", above), ("below", below))
+            if group
         ]
         rest = len(mine) - len(above) - len(below)
         parts.append(f"{rest} of {len(mine)} differences not significant at {ALPHA} by both tests")
@@ -131,8 +145,11 @@ def first_stage_grid(comparisons: list[VsFirstStage]) -> Grid:
     return grid
 
 
-def _metrics(group: list[VsFirstStage]) -> str:
-    return ", ".join(f"{DISPLAY_NAMES.get(c.metric, c.metric)} ({c.difference:+.4f})" for c in group)
+def _metrics(group: list[VsFirstStage], with_set: bool) -> str:
+    return ", ".join(
+        f"{DISPLAY_NAMES.get(c.metric, c.metric)}{f' on {c.eval_set}' if with_set else ''} ({c.difference:+.4f})"
+        for c in group
+    )
 
 
 def _per_query(trial_dir: str, stem: str, metric: str) -> dict[str, float] | None:

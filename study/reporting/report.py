@@ -88,7 +88,7 @@ def write_report(
     sections.append("## The thesis's claims, checked\n")
     findings = claims.check_claims(study, comparisons, n_resamples=n_resamples)
     sections.append(save(claims.claims_grid(findings, study), "thesis_claims", latex=False))
-    sections.append(_vs_first_stage(study, metrics, save, n_resamples=n_resamples))
+    sections.append(_vs_first_stage(study, save, n_resamples=n_resamples))
 
     sections.append("## Efficiency\n")
     memory = efficiency.optimizer_memory_lines(study)
@@ -117,11 +117,11 @@ def write_report(
     return ReportPaths(out, markdown, written, pngs, summary)
 
 
-def _vs_first_stage(study, metrics: list, save, *, n_resamples: int) -> str:
+def _vs_first_stage(study, save, *, n_resamples: int) -> str:
     """The section that says whether fine-tuning beat the first stage (study/reporting/first_stage.py)."""
     from study.reporting import first_stage
 
-    comparisons = first_stage.compare_with_first_stage(study, metrics, n_resamples=n_resamples)
+    comparisons = first_stage.compare_with_first_stage(study, first_stage.first_stage_metrics(study), n_resamples=n_resamples)
     text = (
         "## Significance: each trained model vs the first stage\n\nEach trial after its last epoch against the "
         "candidates in their own order (BM25, or the given run), paired over queries on the same candidates, "

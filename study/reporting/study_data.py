@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from study import results
@@ -18,6 +18,8 @@ class StudyData:
     scale: str
     eval_sets: tuple[str, ...]  # in the spec's order: the first ranks trials (the TREC DL role)
     trials: tuple[results.TrialResult, ...]
+    # Each evaluation set's table metrics as the spec names them (empty where the spec is unknown).
+    table_metrics: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def eval_set(self, role: str) -> str:
         """The evaluation set playing a thesis role: test = the first set, dev = the second (or the first)."""
@@ -52,7 +54,8 @@ def load_study(directory: str | Path) -> StudyData:
         first_trial = json.loads(params[0].read_text())["trial"]
         name, scale = directory.name, first_trial.get("scale", "full")
     eval_sets = tuple(e["name"] for e in first_trial["evaluation"])
-    return StudyData(directory, name, scale, eval_sets, tuple(results.load_trials(directory)))
+    table_metrics = {e["name"]: tuple(e["table_metrics"]) for e in first_trial["evaluation"] if e.get("table_metrics")}
+    return StudyData(directory, name, scale, eval_sets, tuple(results.load_trials(directory)), table_metrics)
 
 
 def metric_value(row: dict, key: str) -> float | None:
