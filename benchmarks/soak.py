@@ -188,8 +188,13 @@ def draw_target(step: int, per_epoch: int, rng: random.Random) -> int:
     """A step within the next 1.5 epochs after `step`, never one of an epoch's last 3 (its end comes next)."""
     while True:
         target = step + rng.randint(1, max(1, int(1.5 * per_epoch)))
-        if per_epoch < 6 or 0 < (target - 1) % per_epoch + 1 < per_epoch - 2:
+        if not _near_epoch_end(target, per_epoch):
             return target
+
+
+def _near_epoch_end(step: int, per_epoch: int) -> bool:
+    """Whether global `step` is one of its epoch's last 3 (epochs of fewer than 6 steps have none)."""
+    return per_epoch >= 6 and not 0 < (step - 1) % per_epoch + 1 < per_epoch - 2
 
 
 def watch_training(
@@ -208,7 +213,11 @@ def watch_training(
             log, here = logs[0], last_step(logs[0])
             target = draw_target(here[1] if here else 0, per_epoch, rng)
         here = last_step(log) if log else None
-        if here and here[1] >= target:
+        if here and here[1] >= target and _near_epoch_end(here[1], per_epoch):
+            # Seen too late (a fast trial outran the polling): the epoch ends before a signal could
+            # land inside it, so the signal goes to a step drawn from here on instead.
+            target = draw_target(here[1], per_epoch, rng)
+        elif here and here[1] >= target:
             os.killpg(process.pid, sig)  # the whole process group: as Ctrl+C, or as the machine dying
             landing = {"log": log, "at_signal": here, "after_s": time.monotonic() - started}
             try:

@@ -218,8 +218,12 @@ def run_search(
         if already < spec.num_samples:  # else finished before an interruption
             todo.append(pair)
 
+    trainable = _registered_trainable()  # here, in the main thread, once for every pair
+
     def search_pair(pair: SearchPair, max_concurrent: int | None) -> None:
-        _fit_pair(spec, pair, directory, storage, max_concurrent=max_concurrent, verbose=verbose, progress=progress)
+        _fit_pair(
+            spec, pair, directory, storage, trainable, max_concurrent=max_concurrent, verbose=verbose, progress=progress
+        )
         if len(finished_trials(storage, spec, pair)) >= spec.num_samples:
             _fail_orphans(storage, spec, pair)
 
@@ -240,16 +244,38 @@ def _fail_orphans(storage, spec: SearchSpec, pair: SearchPair) -> None:
         study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
 
 
-def _fit_pair(
-    spec: SearchSpec, pair: SearchPair, directory: Path, storage, *, max_concurrent: int | None, verbose: int, progress
-) -> None:
-    """One pair's Tune experiment, new or restored; `max_concurrent`: the pair's share of the search's cap."""
+def _registered_trainable() -> str:
+    """Registers the trial function with Tune and returns the name it goes by. Each Tuner would
+    otherwise register it itself, from its pair's thread, and Tune's registry is not thread-safe
+    (two pairs starting at once raised "dictionary changed size during iteration" in Ray 2.60)."""
     from ray import tune
+    from ray.tune.experiment import Experiment
 
     from trainables.reranker import train_reranker, trial_resources
-    from trainables.trial import CHECKPOINT_SCORE
 
     trainable = tune.with_resources(train_reranker, trial_resources)
+    name = Experiment.get_trainable_name(trainable)  # the name Tune would give it itself
+    tune.register_trainable(name, trainable)
+    return name
+
+
+def _fit_pair(
+    spec: SearchSpec,
+    pair: SearchPair,
+    directory: Path,
+    storage,
+    trainable: str,
+    *,
+    max_concurrent: int | None,
+    verbose: int,
+    progress,
+) -> None:
+    """One pair's Tune experiment, new or restored, running the registered `trainable`;
+    `max_concurrent`: the pair's share of the search's cap."""
+    from ray import tune
+
+    from trainables.trial import CHECKPOINT_SCORE
+
     experiment = directory / pair.name
     if tune.Tuner.can_restore(experiment):
         # Tune restores the searcher (TPE state, Optuna trials in flight), the scheduler and every
