@@ -119,23 +119,9 @@ def paired_tests(studies: list[StudyData], *, n_resamples: int = 10_000) -> list
                 for metric in _table_metrics(studies[0], eval_set):
                     a = significance.per_query_values(trial_a.trial_dir, eval_set, row_a["epoch"], metric)
                     b = significance.per_query_values(trial_b.trial_dir, eval_set, row_b["epoch"], metric)
-                    queries = sorted(set(a or {}) & set(b or {}))
-                    if not queries:
-                        continue
-                    xs, ys = [a[q] for q in queries], [b[q] for q in queries]
-                    family.append(
-                        Paired(
-                            study=name,
-                            setting=setting,
-                            eval_set=eval_set,
-                            metric=metric,
-                            epochs=(row_a["epoch"], row_b["epoch"]),
-                            n_queries=len(queries),
-                            mean_a=sum(xs) / len(xs),
-                            mean_b=sum(ys) / len(ys),
-                            **significance.paired_tests(ys, xs, n_resamples=n_resamples),
-                        )
-                    )
+                    where = dict(study=name, setting=setting, eval_set=eval_set, metric=metric)
+                    if test := _paired(a or {}, b or {}, epochs=(row_a["epoch"], row_b["epoch"]), n_resamples=n_resamples, **where):
+                        family.append(test)
         if with_seed:
             family += _seed_mean_tests(studies[0], study, name, n_resamples)
         out += significance.holm_adjusted(family)
@@ -154,24 +140,27 @@ def _seed_mean_tests(a: StudyData, b: StudyData, name: str, n_resamples: int) ->
                 for runs in (by_seed_a[setting], runs_b):
                     values = [significance.per_query_values(runs[s][0].trial_dir, eval_set, runs[s][1]["epoch"], metric) for s in seeds]
                     sides.append(significance.query_means(values) if all(values) else {})
-                queries = sorted(set(sides[0]) & set(sides[1]))
-                if not queries:
-                    continue
-                xs, ys = [sides[0][q] for q in queries], [sides[1][q] for q in queries]
-                tests.append(
-                    Paired(
-                        study=name,
-                        setting=f"{setting} (seed mean)",
-                        eval_set=eval_set,
-                        metric=metric,
-                        epochs=(by_seed_a[setting][seeds[0]][1]["epoch"], runs_b[seeds[0]][1]["epoch"]),  # a grid's seeds run alike
-                        n_queries=len(queries),
-                        mean_a=sum(xs) / len(xs),
-                        mean_b=sum(ys) / len(ys),
-                        **significance.paired_tests(ys, xs, n_resamples=n_resamples),
-                    )
-                )
+                epochs = (by_seed_a[setting][seeds[0]][1]["epoch"], runs_b[seeds[0]][1]["epoch"])  # a grid's seeds run alike
+                where = dict(study=name, setting=f"{setting} (seed mean)", eval_set=eval_set, metric=metric)
+                if test := _paired(sides[0], sides[1], epochs=epochs, n_resamples=n_resamples, **where):
+                    tests.append(test)
     return tests
+
+
+def _paired(a: dict[str, float], b: dict[str, float], *, epochs: tuple[int, int], n_resamples: int, **where) -> Paired | None:
+    """A's and B's per-query values paired over the queries both hold, tested; None when they share none."""
+    queries = sorted(set(a) & set(b))
+    if not queries:
+        return None
+    xs, ys = [a[q] for q in queries], [b[q] for q in queries]
+    return Paired(
+        **where,
+        epochs=epochs,
+        n_queries=len(queries),
+        mean_a=sum(xs) / len(xs),
+        mean_b=sum(ys) / len(ys),
+        **significance.paired_tests(ys, xs, n_resamples=n_resamples),
+    )
 
 
 def seed_differences(studies: list[StudyData]) -> list[SeedDifference]:
