@@ -65,6 +65,7 @@ def run_study(
 
     from study.cluster.connect import check_trial_resources, connect
     from study.cluster.tune_sync import StudyFilesOutOfTuneSync
+    from study.cluster.whole_files import sweep_temporaries, tune_storage
     from study.tracking.progress import StudyProgress
     from trainables.reranker import train_reranker, trial_resources
     from trainables.trial import CHECKPOINT_SCORE
@@ -87,9 +88,19 @@ def run_study(
     )
 
     trainable = tune.with_resources(train_reranker, trial_resources)
+    # Tune writes a local study through a filesystem that renames each file into place whole.
+    storage_path, storage_filesystem = tune_storage(storage.split_location(location)[0])
     if resume:
+        if storage_filesystem:
+            sweep_temporaries(Path(location))  # what a killed driver was writing: the last whole version stays
         # Finished trials stay finished; unfinished and errored ones continue from their last checkpoint.
-        tune.Tuner.restore(location, trainable, resume_unfinished=True, resume_errored=True).fit()
+        tune.Tuner.restore(
+            location,
+            trainable,
+            resume_unfinished=True,
+            resume_errored=True,
+            storage_filesystem=storage_filesystem,
+        ).fit()
         return collect(spec)
 
     metric = primary_metric_key(spec)
@@ -116,7 +127,8 @@ def run_study(
         ),
         run_config=tune.RunConfig(
             name=spec.name,
-            storage_path=storage.split_location(location)[0],
+            storage_path=storage_path,
+            storage_filesystem=storage_filesystem,
             # Trials copy their run files and step logs to the study directory themselves, whole
             # (trainables/artifacts.py); Tune's copy rewrites them in place, where a reader sees half.
             sync_config=tune.SyncConfig(sync_artifacts=False),

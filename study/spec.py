@@ -213,6 +213,16 @@ class TrainingSpec(_Spec):
         "rungs); these results stop trials early but are not epoch rows",
     )
 
+    @model_validator(mode="after")
+    def _heldout_leaves_pairs_to_train(self) -> TrainingSpec:
+        if self.data.max_pairs is not None and self.heldout_pairs >= self.data.max_pairs:
+            raise ValueError(
+                f"training.heldout_pairs ({self.heldout_pairs}) holds out as many pairs as training.data.max_pairs "
+                f"({self.data.max_pairs}) keeps, leaving none to train on: lower heldout_pairs (0 turns the "
+                "evaluation loss off) or raise max_pairs"
+            )
+        return self
+
 
 class EvalSetSpec(_Spec):
     """One evaluation set and the metrics of it that go to the summary table."""

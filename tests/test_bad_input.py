@@ -63,6 +63,14 @@ def _config_with_infinite_lr(tmp_path: Path) -> Path:
     return path
 
 
+def _config_holding_out_every_pair(tmp_path: Path) -> Path:
+    raw = grids.build_study("thesis", scale="demo", name="all-held-out").model_dump(mode="json")
+    raw["trials"][0]["training"]["heldout_pairs"] = raw["trials"][0]["training"]["data"]["max_pairs"]
+    path = tmp_path / "all-held-out.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
 QRELS = "q1 0 d1 1\nq2 0 d2 1\n"
 QUERIES = "q1\tfirst query\nq2\tsecond query\n"
 RUN = "q1 Q0 d1 1 2.0 bm25\nq1 Q0 d2 2 1.0 bm25\nq2 Q0 d2 1 3.0 bm25\n"
@@ -191,6 +199,10 @@ CASES = {
     "triples line with 2 fields": (
         _bad_file("triples", TRIPLES.encode() + b"query\tpositive only\n"),
         ("training data (`file`), triples file: ", "/triples.txt:2: a triples TSV"),
+    ),
+    "held-out pairs >= the pairs kept": (
+        lambda tmp: ["--config", str(_config_holding_out_every_pair(tmp)), "--print-spec"],
+        "training.heldout_pairs (800) holds out as many pairs as training.data.max_pairs (800) keeps",
     ),
     "--compare with an unknown optimizer": (
         lambda tmp: ["--compare", "adamw", "lino", "--scale", "smoke"],

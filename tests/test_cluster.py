@@ -24,8 +24,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from ray import cloudpickle
 
 from study.cluster.nodes import RayNode, node_environment, start_node, wait_for_nodes
+from study.cluster.whole_files import WholeFileHandler
 from study.grids import build_study, restrict
 from study.spec import StudySpec
 from trainables.trial import STEP_LOG, is_measurement, run_trial
@@ -333,6 +335,10 @@ def test_a_killed_driver_resumes_without_rerunning_finished_trials(two_nodes, tm
         ("minilm-lion", "finished", 4),
     ]
     assert not list(study.rglob("*.tmp"))  # every result file was written whole
+    # Tune wrote (and, on the resume, rewrote) the study through the filesystem that renames each
+    # file into place whole (study/cluster/whole_files.py): its state, results and checkpoints.
+    tuner_state = cloudpickle.loads((study / "tuner.pkl").read_bytes())
+    assert isinstance(tuner_state["_run_config"].storage_filesystem.handler, WholeFileHandler)
     # Tune downloads the study's top-level files on a resume and uploads them back in place at every
     # state save, where a reader can catch them half-written; they stay out of its uploads.
     assert (study / "study_spec.json").stat().st_mtime_ns == spec_written

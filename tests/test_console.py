@@ -71,3 +71,24 @@ def test_progress_line():
     line = progress_line(total=6, done=2, failed=1, running=2, metric="m", best=None, steps=(340, 1020), eta_s=200)
     assert line == "Study: 3/6 trials done (1 failed), 2 running, 1 pending; steps 340/1020 (33%), ETA 3m20s; no results yet"
     assert format_duration(3 * 3600 + 65) == "3h01m" and format_duration(9) == "9s"
+
+
+def test_a_checkpoint_evaluated_in_the_driver_prints_no_loading_bar(tmp_path, capfd):
+    # The search evaluates its selected CPU checkpoints on the test sets in the driver, whose console
+    # shows the progress line: transformers' "Loading weights" bar once printed there per checkpoint.
+    import transformers
+
+    from study.grids import build_study
+    from trainables.evaluate_checkpoint import evaluate_checkpoint
+    from trainables.models import load_cross_encoder
+
+    trial = build_study("thesis", scale="smoke").trials[0]
+    tokenizer, model = load_cross_encoder(trial.model)
+    model.save_pretrained(tmp_path / "checkpoint")
+    tokenizer.save_pretrained(tmp_path / "checkpoint")
+    transformers.utils.logging.enable_progress_bar()  # as in a fresh driver
+    capfd.readouterr()
+
+    metrics = evaluate_checkpoint(trial, tmp_path / "checkpoint", trial.evaluation[:1], out_dir=tmp_path / "out", run_tag="t", epoch=1)
+
+    assert metrics and "Loading weights" not in capfd.readouterr().err

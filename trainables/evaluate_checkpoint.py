@@ -15,6 +15,7 @@ from study.data import registry
 from study.data.cache import cached_candidates
 from study.spec import EvalSetSpec, TrialSpec
 from trainables.models import load_cross_encoder, model_input_names
+from trainables.quiet_logs import quiet_trial_logs
 from trainables.trial import device_and_autocast
 
 
@@ -28,6 +29,7 @@ def evaluate_checkpoint(
     epoch: int,
 ) -> dict[str, float]:
     """Metrics keyed `<set>/<metric>`; writes `runs/<set>.epoch<N>.trec` and per-query values in out_dir."""
+    quiet_trial_logs()  # it may run in the driver, whose console shows the search's progress line
     device, autocast_dtype = device_and_autocast(trial)
 
     saved = trial.model.model_copy(update={"checkpoint": str(checkpoint)})

@@ -53,7 +53,7 @@ def train_reranker(config: dict) -> None:
     checkpoint = tune.get_checkpoint()
     if checkpoint:
         _fetch_step_log(trial_storage, trial_dir)
-    restore = checkpoint.as_directory() if checkpoint else contextlib.nullcontext()
+    restore = _checkpoint_directory(checkpoint) if checkpoint else contextlib.nullcontext()
     try:
         with restore as restore_dir:
             run_trial(
@@ -68,6 +68,15 @@ def train_reranker(config: dict) -> None:
         raise
     finally:
         files.publish()  # the step log's last lines (and whatever a failing trial wrote)
+
+
+def _checkpoint_directory(checkpoint):
+    """A context giving the checkpoint as a local directory: where it lies on a local study's storage,
+    else a temporary copy Tune makes."""
+    from study.cluster.whole_files import local_path
+
+    path = local_path(checkpoint.filesystem, checkpoint.path)
+    return contextlib.nullcontext(path) if path else checkpoint.as_directory()
 
 
 def _stop_if_diverged(trial_storage) -> None:

@@ -62,15 +62,16 @@ def build_searcher(spec: SearchSpec, pair: SearchPair, *, storage: optuna.storag
     import optuna
     from study.search.searcher import MidEpochAwareOptunaSearch
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # `group` is marked experimental
-        sampler = optuna.samplers.TPESampler(
-            seed=spec.seed,
-            multivariate=True,
-            group=True,  # joint TPE over the parameters that appear together
-            constant_liar=True,  # parallel trials do not all propose the same point
-            n_startup_trials=startup_trials(spec.num_samples),
-        )
+    # `group` is marked experimental. A filter for the whole process, not catch_warnings: pairs build
+    # their searchers in threads, and catch_warnings restores the filters of whichever thread left last.
+    warnings.filterwarnings("ignore", "Argument ``group`` is an experimental", optuna.exceptions.ExperimentalWarning)
+    sampler = optuna.samplers.TPESampler(
+        seed=spec.seed,
+        multivariate=True,
+        group=True,  # joint TPE over the parameters that appear together
+        constant_liar=True,  # parallel trials do not all propose the same point
+        n_startup_trials=startup_trials(spec.num_samples),
+    )
     return MidEpochAwareOptunaSearch(
         space=TrialSpecSpace(pair, spec.metric_key),
         metric=spec.metric_key,
@@ -274,13 +275,18 @@ def _fit_pair(
     `max_concurrent`: the pair's share of the search's cap."""
     from ray import tune
 
+    from study.cluster.whole_files import sweep_temporaries, tune_storage
     from trainables.trial import CHECKPOINT_SCORE
 
+    storage_path, storage_filesystem = tune_storage(str(directory))  # every file renamed into place whole
     experiment = directory / pair.name
     if tune.Tuner.can_restore(experiment):
+        sweep_temporaries(experiment)  # what a killed driver was writing: the last whole version stays
         # Tune restores the searcher (TPE state, Optuna trials in flight), the scheduler and every
         # trial: finished ones stay finished, interrupted ones continue from their last checkpoint.
-        tuner = tune.Tuner.restore(str(experiment), trainable=trainable, resume_unfinished=True)
+        tuner = tune.Tuner.restore(
+            str(experiment), trainable=trainable, resume_unfinished=True, storage_filesystem=storage_filesystem
+        )
         _share_progress(tuner, progress)
     else:
         tuner = tune.Tuner(
@@ -295,7 +301,8 @@ def _fit_pair(
             ),
             run_config=tune.RunConfig(
                 name=pair.name,
-                storage_path=str(directory),
+                storage_path=storage_path,
+                storage_filesystem=storage_filesystem,
                 # Trials copy their run files and step logs to the study directory themselves,
                 # whole (trainables/artifacts.py); Tune's copy rewrites them in place.
                 sync_config=tune.SyncConfig(sync_artifacts=False),

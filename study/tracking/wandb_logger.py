@@ -24,6 +24,7 @@ import ray
 from ray.air.integrations.wandb import WandbLoggerCallback, _QueueItem, _WandbLoggingActor
 from ray.air.util.node import _force_on_current_node
 
+from study.cluster.whole_files import is_local
 from study.names import check_name
 
 logger = logging.getLogger(__name__)
@@ -207,7 +208,7 @@ class GuardedWandbCallback(WandbLoggerCallback):
                 num_cpus=0, max_restarts=-1, max_task_retries=-1, **_force_on_current_node()
             )(self._logger_actor_cls)
         # The W&B run directory goes into the trial's directory in the study (when that is local).
-        if trial.storage.storage_filesystem.type_name == "local":
+        if is_local(trial.storage.storage_filesystem):
             Path(trial.path).mkdir(parents=True, exist_ok=True)
             wandb_init_kwargs["dir"] = trial.path
         super()._start_logging_actor(trial, exclude_results, **wandb_init_kwargs)
