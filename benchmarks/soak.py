@@ -103,8 +103,9 @@ def start_cluster(root: Path):
 
 
 def unreadable_files(study: Path) -> list[str]:
-    """Results files that do not parse now (a JSON-lines log's unfinished last line is allowed);
-    each is printed when first seen, so a run cut short still says what it found."""
+    """Results files that do not parse now, a JSON-lines log's last line included (the study holds
+    whole copies: study/cluster/whole_files.py, trainables/artifacts.py); each is printed when first
+    seen, so a run cut short still says what it found."""
     bad = _unreadable(study)
     for problem in bad:
         if problem not in REPORTED:
@@ -131,8 +132,7 @@ def _unreadable(study: Path) -> list[str]:
             continue
         try:
             if path.name in JSON_LINES:
-                lines = text.split("\n")
-                for line in lines[:-1]:  # the last piece has no newline yet: a write in progress
+                for line in text.split("\n"):  # every line whole: the study's copies end on a newline
                     if line.strip():
                         json.loads(line)
             elif path.suffix == ".json":
