@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -78,7 +79,8 @@ def test_print_spec_shows_the_full_scale_study(capsys):
 def _trial(rows: list[dict], *, steps: int, trial_dir: str = "", seed: int = 13, optimizer: str = "adamw") -> TrialResult:
     return TrialResult(
         name="t", model="minilm", optimizer=optimizer, checkpoint="", stand_in_for="", epochs_planned=2,
-        status="finished", error="", trial_dir=trial_dir, rows=rows, steps=steps, seed=seed,
+        status="finished" if rows and rows[-1]["epoch"] >= 2 else "incomplete",  # as study/results.py reads it
+        error="", trial_dir=trial_dir, rows=rows, steps=steps, seed=seed,
     )
 
 
@@ -100,9 +102,11 @@ def test_time_to_target_counts_steps_and_seconds_until_the_target():
     assert validation_curve(slow, KEY) == [(0, 0.0, 0.2), (5, 10.0, 0.5), (10, 20.0, 0.7), (20, 50.0, 0.8)]
     rows = {r["optimizer"]: r for r in _timing_rows({"adamw": [slow], "lion": [stopped, fast]}, KEY, 0.95, 2)}
     # target 0.95 * 0.8 = 0.76: AdamW reaches it at step 20 (50 s), Lion's best trial at step 10 (10 s)
-    assert (rows["adamw"]["steps to 95% of best"], rows["adamw"]["train s to 95%"]) == (20, 50.0)
-    assert (rows["lion"]["steps to 95% of best"], rows["lion"]["train s to 95%"]) == (10, 10.0)
-    assert (rows["lion"]["search steps"], rows["lion"]["search train s"], rows["lion"]["stopped early"]) == (20, 19.0, 2)
+    assert (rows["adamw"]["steps to 95% of best"], rows["adamw"]["train s to 95%"]) == (20, "50.0")
+    assert (rows["lion"]["steps to 95% of best"], rows["lion"]["train s to 95%"]) == (10, "10.0")
+    # both Lion trials ended after epoch 1 of 2 without an error: the scheduler stopped them
+    assert (rows["lion"]["search steps"], rows["lion"]["search train s"], rows["lion"]["stopped early"]) == (20, "19.0", 2)
+    assert rows["adamw"]["stopped early"] == 0
     assert rows["adamw"]["search trials"] == "1/2"
 
 
@@ -246,3 +250,37 @@ def test_resume_takes_the_comparison_as_it_was_started(stopped_comparison, capsy
     assert main(["--compare", "adamw", "adafactor", "--scale", "smoke", "--storage", str(stopped_comparison.spec.storage), "--name", "cmp"]) == 2
     assert f"python -m study.run --resume {directory}" in capsys.readouterr().err
     assert stopped_comparison.calls == []
+
+
+def test_the_paragraph_lists_the_main_metrics_wins_and_sums_up_the_rest():
+    from study.reporting.compare import _Model, _paragraph
+
+    def test(a, b, metric, seed, delta, verdict="significant"):
+        return {"a": a, "b": b, "metric": metric, "seed": seed, "Δ (b-a)": delta, "verdict": verdict}
+
+    main = "nDCG@10 (dl)"
+    report = _Model(
+        name="minilm",
+        quality=[
+            {"optimizer": "adamw", "config": "tuned", "_dl/nDCG@10": (0.76, 0.18)},
+            {"optimizer": "adamw", "config": "default", "_dl/nDCG@10": (0.70, 0.25)},
+            {"optimizer": "lion", "config": "tuned", "_dl/nDCG@10": (0.72, 0.08)},
+            {"optimizer": "lion", "config": "default", "_dl/nDCG@10": (0.71, 0.27)},
+        ],
+        tests=[
+            test("adamw", "lion", main, 13, -0.05),
+            test("adamw", "lion", main, "mean", -0.04),
+            test("adamw", "lion", main, 14, -0.03, "not significant"),
+            test("adamw", "lion", "MAP (dl)", 14, -0.05),
+            test("adamw", "lion", "MAP (dl)", "mean", +0.03),
+            test("adamw", "lion", "R@10 (dl)", "mean", -0.04),
+        ],
+    )
+    text = _paragraph("minilm", report, SimpleNamespace(confirm_seeds=[13, 14]), SimpleNamespace(num_samples=4, scale="demo"), [("dl", "nDCG@10")])
+    assert "ranks adamw 0.7600 ± 0.1800, lion 0.7200 ± 0.0800" in text
+    assert (
+        "5 of 6 paired differences are significant at 0.05 by both tests after Holm's correction: on nDCG@10 on dl "
+        "2 of 3 (adamw over lion (seed 13), adamw over lion (seed mean)); on the other metrics adamw over lion 2, "
+        "lion over adamw 1."
+    ) in text, text
+    assert "Tuning changed nDCG@10 on dl (tuned minus default mean) by: adamw +0.0600, lion +0.0100." in text

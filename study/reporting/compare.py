@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -227,24 +228,26 @@ def _timing_rows(trials: dict[str, list[TrialResult]], metric_key: str, fraction
         hit = None
         if best is not None:
             hit = next(((s, sec) for s, sec, v in runs[best[1]] if v >= target), None)
-        stopped = sum(1 for t in trials[optimizer] if t.status == "finished" and _stopped_early(t))
+        stopped = sum(1 for t in trials[optimizer] if _stopped_early(t))
         rows.append(
             {
                 "optimizer": optimizer,
                 "best validation": best[0] if best else math.nan,
                 f"steps to {fraction:.0%} of best": hit[0] if hit else "not reached",
-                f"train s to {fraction:.0%}": round(hit[1], 1) if hit else "not reached",
+                f"train s to {fraction:.0%}": f"{hit[1]:.1f}" if hit else "not reached",
                 "search trials": f"{len(trials[optimizer])}/{budget}",
                 "stopped early": stopped,
                 "search steps": sum(t.steps for t in trials[optimizer]),
-                "search train s": round(sum(r.get("train_seconds") or 0.0 for t in trials[optimizer] for r in t.rows), 1),
+                "search train s": f"{sum(r.get('train_seconds') or 0.0 for t in trials[optimizer] for r in t.rows):.1f}",
             }
         )
     return rows
 
 
 def _stopped_early(trial: TrialResult) -> bool:
-    return max((r["epoch"] for r in trial.rows), default=0) < trial.epochs_planned
+    """Stopped by the search's scheduler: ended short of its epochs without an error (study/results.py
+    calls such a trial incomplete; after a search has ended, only the scheduler leaves one so)."""
+    return trial.status == "incomplete" and max((r["epoch"] for r in trial.rows), default=0) < trial.epochs_planned
 
 
 def _convergence_plot(model: str, trials: dict[str, list[TrialResult]], metric_key: str, out_dir: Path) -> Path:
@@ -279,6 +282,10 @@ def _convergence_plot(model: str, trials: dict[str, list[TrialResult]], metric_k
 # ---- the paragraph and the Markdown ------------------------------------------------------------
 
 
+def _winner_first(test: dict) -> tuple[str, str]:
+    return (test["b"], test["a"]) if test["Δ (b-a)"] > 0 else (test["a"], test["b"])
+
+
 def _paragraph(model: str, report: _Model, spec, search, metrics) -> str:
     eval_set, metric = metrics[0]
     key = f"_{eval_set}/{metric}"
@@ -304,14 +311,16 @@ def _paragraph(model: str, report: _Model, spec, search, metrics) -> str:
             "by both tests after Holm's correction: the evidence does not show that any of them is better here."
         )
     else:
-        wins = ", ".join(
-            f"{t['b'] if t['Δ (b-a)'] > 0 else t['a']} over {t['a'] if t['Δ (b-a)'] > 0 else t['b']} "
-            f"({t['metric']}, seed {t['seed']})"
-            for t in significant[:6]
-        )
+        main_wins = [t for t in main if t["verdict"] == "significant"]
+        listed = ", ".join(f"{' over '.join(_winner_first(t))} (seed {t['seed']})" for t in main_wins)
+        others = Counter(_winner_first(t) for t in significant if t not in main_wins)
+        elsewhere = ", ".join(f"{winner} over {loser} {n}" for (winner, loser), n in others.most_common())
         parts.append(
             f"{len(significant)} of {len(report.tests)} paired differences are significant at {ALPHA} by both tests "
-            f"after Holm's correction ({len([t for t in main if t['verdict'] == 'significant'])} on {label}): {wins}."
+            f"after Holm's correction: on {label} {len(main_wins)} of {len(main)}"
+            + (f" ({listed})" if listed else "")
+            + (f"; on the other metrics {elsewhere}" if elsewhere else "")
+            + "."
         )
     gains = [
         f"{o} {tuned[o][0] - default[o][0]:+.4f}"
