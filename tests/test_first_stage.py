@@ -22,6 +22,7 @@ from trainables.trial import run_trial
 def _one_epoch_trial(smoke_study) -> TrialSpec:
     spec = restrict(smoke_study, models=["minilm"], optimizers=["adamw"], epochs=1).trials[0].model_dump()
     spec["training"]["data"]["max_pairs"] = 32
+    spec["training"]["heldout_pairs"] = 0  # 32 held out of 32 would leave nothing to train on (refused)
     return TrialSpec.model_validate(spec)
 
 
