@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -190,7 +191,12 @@ def stopped_comparison(tmp_path, monkeypatch):
 
     def run_study(study, *, address=None, resume=False, **_):
         calls.append(("confirm", study.name, resume, len(study.trials)))
-        return SimpleNamespace(study_dir=spec.directory / "confirm", trials=[SimpleNamespace(status=status["confirm"])])
+        results = [
+            SimpleNamespace(name=t.name, status=status.get(t.name, status["confirm"]), trial_dir=str(tmp_path / t.name))
+            for t in study.trials
+            if status.get(t.name) != "not started"
+        ]
+        return SimpleNamespace(study_dir=spec.directory / "confirm", trials=results)
 
     monkeypatch.setattr("study.search.run.run_search", run_search)
     monkeypatch.setattr("study.orchestrate.run_study", run_study)
@@ -237,6 +243,27 @@ def test_an_interrupted_comparison_says_how_to_continue_it(stopped_comparison, c
     out = capsys.readouterr().out
     assert f"Continue it with:\n  python -m study.run --resume {run.spec.directory}" in out
     assert not (run.spec.directory / "compare_report.md").exists()
+
+
+@pytest.mark.parametrize("outcome", ["not started", "failed", "diverged"])
+def test_a_confirmation_is_reported_only_when_each_trial_has_its_result(stopped_comparison, capsys, outcome):
+    # Once, a lost Ray node failed two trials and left four unstarted; Ctrl+C then wrote a report whose
+    # "tuned Lion" row was its untrained epoch 0. Now: unstarted or failed-by-a-fault trials stop the
+    # comparison with how to continue it (a resume retries them); a trial that diverged is a result.
+    run = stopped_comparison
+    trial = "minilm-adafactor-tuned_s14"
+    run.status[trial] = "failed" if outcome == "diverged" else outcome
+    if outcome == "diverged":
+        trial_dir = Path(run.spec.storage) / trial  # where the stand-in run_study puts it
+        trial_dir.mkdir()
+        (trial_dir / "diverged.txt").write_text("loss became nan at step 3")
+    code = main(["--resume", str(run.spec.directory)])
+    out = capsys.readouterr().out
+    if outcome == "diverged":
+        assert code == 0 and "report: " in out
+    else:
+        assert code == 130, out
+        assert f"The comparison's confirmation stopped before 1 of its 6 trials finished ({trial};" in out
 
 
 def test_resume_takes_the_comparison_as_it_was_started(stopped_comparison, capsys):

@@ -154,6 +154,23 @@ def confirmation_study(spec: CompareSpec, selected: dict[str, dict]):
     return grids.with_seeds(study, spec.confirm_seeds)
 
 
+def unfinished_trials(confirm, results) -> list[str]:
+    """The confirmation's trials that have no result of their own yet: never started, stopped, or failed
+    for a reason a retry can fix (a lost node, a killed worker). A trial that diverged is a result (its
+    optimizer's), and a retry would diverge again (trainables/reranker.py), so it counts as done."""
+    from trainables.reranker import DIVERGED_MARKER
+
+    by_name = {r.name: r for r in results}
+    unfinished = []
+    for trial in confirm.trials:
+        result = by_name.get(trial.name)
+        if result is None or result.status == "incomplete":
+            unfinished.append(trial.name)
+        elif result.status == "failed" and not (Path(result.trial_dir) / DIVERGED_MARKER).exists():
+            unfinished.append(trial.name)
+    return unfinished
+
+
 class CompareInterrupted(Exception):
     """Ctrl+C stopped the comparison; what finished is kept and `--resume DIR` continues it."""
 
@@ -289,7 +306,11 @@ def run_compare(spec: CompareSpec, *, address: str | None = None, resume: bool =
         confirm = confirmation_study(spec, selected)
         print(f"Confirmation {confirm.name}: {len(confirm.trials)} trials", flush=True)
         done = run_study(confirm, address=address)
-    if any(t.status == "incomplete" for t in done.trials):
-        raise CompareInterrupted(f"The comparison's confirmation stopped before its trials finished ({done.study_dir})")
+    unfinished = unfinished_trials(confirm, done.trials)
+    if unfinished:
+        raise CompareInterrupted(
+            f"The comparison's confirmation stopped before {len(unfinished)} of its {len(confirm.trials)} trials "
+            f"finished ({', '.join(unfinished)}; {done.study_dir})"
+        )
     report = write_compare_report(spec.directory)
     return report.summary + f"\n  report: {report.markdown}"
