@@ -89,9 +89,9 @@ def run_study(
 
     trainable = tune.with_resources(train_reranker, trial_resources)
     # Tune writes a local study through a filesystem that renames each file into place whole.
-    storage_path, storage_filesystem = tune_storage(storage.split_location(location)[0])
+    storage_options = tune_storage(storage.split_location(location)[0])
     if resume:
-        if storage_filesystem:
+        if storage_options["storage_filesystem"]:
             sweep_temporaries(Path(location))  # what a killed driver was writing: the last whole version stays
         # Finished trials stay finished; unfinished and errored ones continue from their last checkpoint.
         tune.Tuner.restore(
@@ -99,7 +99,7 @@ def run_study(
             trainable,
             resume_unfinished=True,
             resume_errored=True,
-            storage_filesystem=storage_filesystem,
+            storage_filesystem=storage_options["storage_filesystem"],
         ).fit()
         return collect(spec)
 
@@ -127,11 +127,7 @@ def run_study(
         ),
         run_config=tune.RunConfig(
             name=spec.name,
-            storage_path=storage_path,
-            storage_filesystem=storage_filesystem,
-            # Trials copy their run files and step logs to the study directory themselves, whole
-            # (trainables/artifacts.py); Tune's copy rewrites them in place, where a reader sees half.
-            sync_config=tune.SyncConfig(sync_artifacts=False),
+            **storage_options,
             checkpoint_config=tune.CheckpointConfig(
                 num_to_keep=spec.checkpoints_to_keep,
                 checkpoint_score_attribute=CHECKPOINT_SCORE,  # the metric; mid-epoch checkpoints rank last

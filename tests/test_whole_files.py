@@ -112,9 +112,11 @@ def test_the_filesystem_travels_to_trials_and_reads_like_the_local_one(tmp_path)
 
 
 def test_local_studies_get_it_and_uris_keep_tunes_own(tmp_path):
-    path, filesystem = tune_storage(str(tmp_path))
-    assert path == str(tmp_path.resolve()) and isinstance(filesystem.handler, WholeFileHandler)
-    assert tune_storage("s3://bucket/studies") == ("s3://bucket/studies", None)
+    local = tune_storage(str(tmp_path))
+    assert local["storage_path"] == str(tmp_path.resolve()) and isinstance(local["storage_filesystem"].handler, WholeFileHandler)
+    remote = tune_storage("s3://bucket/studies")
+    assert (remote["storage_path"], remote["storage_filesystem"]) == ("s3://bucket/studies", None)
+    assert not local["sync_config"].sync_artifacts and not remote["sync_config"].sync_artifacts  # trials copy their own files
 
 
 def test_publishable_rules():

@@ -31,14 +31,19 @@ LINE_FILES = (".jsonl", ".csv")
 LINE_FILE_NAMES = ("result.json",)  # Tune's per-trial results: one JSON document per line
 
 
-def tune_storage(location: str) -> tuple[str, pyarrow.fs.FileSystem | None]:
-    """What to hand Tune for a study stored at `location`'s parent: (storage_path, storage_filesystem).
+def tune_storage(location: str) -> dict:
+    """RunConfig's storage options for studies stored under `location` (also what Tuner.restore needs:
+    its `storage_filesystem`). A local directory gets this module's filesystem; a URI (s3://, gs://,
+    ...) the one Tune chooses for it."""
+    from ray import tune
 
-    A local directory gets this module's filesystem; a URI (s3://, gs://, ...) its own, chosen by Tune.
-    """
-    if "://" in location:
-        return location, None
-    return str(Path(location).expanduser().resolve()), whole_file_filesystem()
+    # The trials copy their run files and step logs to the study themselves, at every report and
+    # after a failure, only what changed (trainables/artifacts.py); Tune's copy comes only with
+    # checkpoints and copies the whole working directory.
+    options = {"storage_path": location, "storage_filesystem": None, "sync_config": tune.SyncConfig(sync_artifacts=False)}
+    if "://" not in location:
+        options.update(storage_path=str(Path(location).expanduser().resolve()), storage_filesystem=whole_file_filesystem())
+    return options
 
 
 def whole_file_filesystem() -> pyarrow.fs.FileSystem:
@@ -65,6 +70,12 @@ def local_path(filesystem: pyarrow.fs.FileSystem, path: str) -> str | None:
     """`path` as a local path when it is one (a checkpoint is then read where it lies instead of being
     copied to a temporary directory first); else None."""
     return path if is_local(filesystem) else None
+
+
+def _checked(name: str) -> bool:
+    """Whether a file's content is checked before it is published (results files; not checkpoints,
+    which would be read back whole for nothing)."""
+    return name in LINE_FILE_NAMES or name.endswith((*LINE_FILES, ".json"))
 
 
 def publishable(name: str, data: bytes) -> bytes | None:
@@ -108,6 +119,9 @@ class _WholeFileWriter:
         self.closed = True
         self._file.close()
         try:
+            if not _checked(self.name):
+                os.replace(self.tmp, self.path)
+                return
             data = Path(self.tmp).read_bytes()
             kept = publishable(self.name, data)
             if kept is None or (not kept and data and os.path.exists(self.path)):

@@ -278,14 +278,17 @@ def _fit_pair(
     from study.cluster.whole_files import sweep_temporaries, tune_storage
     from trainables.trial import CHECKPOINT_SCORE
 
-    storage_path, storage_filesystem = tune_storage(str(directory))  # every file renamed into place whole
+    storage_options = tune_storage(str(directory))  # every file renamed into place whole
     experiment = directory / pair.name
     if tune.Tuner.can_restore(experiment):
         sweep_temporaries(experiment)  # what a killed driver was writing: the last whole version stays
         # Tune restores the searcher (TPE state, Optuna trials in flight), the scheduler and every
         # trial: finished ones stay finished, interrupted ones continue from their last checkpoint.
         tuner = tune.Tuner.restore(
-            str(experiment), trainable=trainable, resume_unfinished=True, storage_filesystem=storage_filesystem
+            str(experiment),
+            trainable=trainable,
+            resume_unfinished=True,
+            storage_filesystem=storage_options["storage_filesystem"],
         )
         _share_progress(tuner, progress)
     else:
@@ -301,11 +304,7 @@ def _fit_pair(
             ),
             run_config=tune.RunConfig(
                 name=pair.name,
-                storage_path=storage_path,
-                storage_filesystem=storage_filesystem,
-                # Trials copy their run files and step logs to the study directory themselves,
-                # whole (trainables/artifacts.py); Tune's copy rewrites them in place.
-                sync_config=tune.SyncConfig(sync_artifacts=False),
+                **storage_options,
                 checkpoint_config=tune.CheckpointConfig(
                     num_to_keep=spec.checkpoints_to_keep,
                     checkpoint_score_attribute=CHECKPOINT_SCORE,  # the metric; mid-epoch checkpoints rank last
